@@ -1,0 +1,166 @@
+"""The i-RevNet block (Jacobsen et al. 2018), the unit CrevNet's encoder stacks.
+
+Input halves ``(x1, x2)``; ``y1 = S(x1) + F(x2)`` with ``S`` = space-to-depth when the block
+downsamples (``F``'s first conv then has stride 2) and the identity otherwise; ``x2' = S(x2)``;
+output ``(x2', y1)``: the halves swap so that the next block updates the other half.
+Inverse: ``x2 = S⁻¹(x2')``, ``x1 = S⁻¹(y1 - F(x2))``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from crevnet.nn.coupling import merge_halves, split_halves
+from crevnet.nn.reshape import depth_to_space, space_to_depth
+
+__all__ = ["IRevNetBlock", "NormKind", "ResidualFunction", "make_norm"]
+
+NormKind = Literal["group", "batch", "none"]
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_BATCHNORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def make_norm(kind: NormKind, channels: int, dims: int) -> nn.Module:
+    """Build the normalisation layer used inside residual functions.
+
+    ``"group"`` is GroupNorm(1, C): per-sample, so encode and decode see the same statistics whatever
+    the batch (the default). ``"batch"`` is BatchNorm, the paper's choice, kept for fidelity: in train
+    mode its output depends on the batch, so only use it when encode and decode see the same batch.
+    """
+    if kind == "group":
+        return nn.GroupNorm(1, channels)
+    if kind == "batch":
+        return _BATCHNORM[dims](channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'group', 'batch' or 'none', got {kind!r}")
+
+
+class ResidualFunction(nn.Sequential):
+    """The bottleneck ``F`` of an i-RevNet block (bias-free convolutions).
+
+    ``[norm -> ReLU] -> conv(c_in -> w, stride) -> norm -> ReLU -> conv(w -> w) -> norm -> ReLU
+    -> conv(w -> c_out)`` with ``w = c_out // mult``; the bracketed pre-activation is left out in the
+    encoder's very first block, whose input is raw pixels.
+
+    Args:
+        dims: 2 for Conv2d, 3 for Conv3d (time is never strided).
+        in_channels: channels of the half it reads.
+        out_channels: channels of the half it writes.
+        stride: 1 or 2 (spatial).
+        mult: bottleneck divisor, ``w = out_channels // mult``.
+        kernel_size: odd kernel size (same in every axis).
+        norm: normalisation kind, see :func:`make_norm`.
+        pre_activation: whether to start with norm -> ReLU.
+
+    Shape:
+        (B, c_in, [T,] H, W) -> (B, c_out, [T,] H/stride, W/stride)
+    """
+
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        mult: int = 2,
+        kernel_size: int = 3,
+        norm: NormKind = "group",
+        pre_activation: bool = True,
+    ) -> None:
+        if dims not in _CONV:
+            raise ValueError(f"dims must be 2 or 3, got {dims}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        width = out_channels // mult
+        if width < 1:
+            raise ValueError(f"out_channels // mult must be >= 1, got {out_channels} // {mult}")
+        conv = _CONV[dims]
+        pad = kernel_size // 2
+        spatial_stride = stride if dims == 2 else (1, stride, stride)
+        layers: list[nn.Module] = []
+        if pre_activation:
+            layers += [make_norm(norm, in_channels, dims), nn.ReLU()]
+        layers += [
+            conv(in_channels, width, kernel_size, spatial_stride, pad, bias=False),
+            make_norm(norm, width, dims),
+            nn.ReLU(),
+            conv(width, width, kernel_size, 1, pad, bias=False),
+            make_norm(norm, width, dims),
+            nn.ReLU(),
+            conv(width, out_channels, kernel_size, 1, pad, bias=False),
+        ]
+        super().__init__(*layers)
+
+
+class IRevNetBlock(nn.Module):
+    """One i-RevNet block, optionally downsampling by 2 with space-to-depth.
+
+    Args:
+        dims: 2 or 3 (convolution rank).
+        in_channels: channels per half on input.
+        out_channels: channels per half on output; ``in_channels`` when ``stride == 1`` and
+            ``4 * in_channels`` when ``stride == 2`` (space-to-depth keeps every number).
+        stride: 1 or 2.
+        mult: bottleneck divisor of ``F``.
+        kernel_size: odd kernel size.
+        norm: normalisation kind of ``F``.
+        first: True for the encoder's very first block (no pre-activation in ``F``).
+
+    Shape:
+        forward: (B, 2·c_in, [T,] H, W) -> (B, 2·c_out, [T,] H/stride, W/stride); inverse: reverse.
+    """
+
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        mult: int = 2,
+        kernel_size: int = 3,
+        norm: NormKind = "group",
+        first: bool = False,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        expected = in_channels * (4 if stride == 2 else 1)
+        if out_channels != expected:
+            raise ValueError(
+                f"an i-RevNet block with stride {stride} and {in_channels} channels per half must "
+                f"output {expected} channels per half (the map is a bijection), got {out_channels}"
+            )
+        self.stride = stride
+        self.f = ResidualFunction(
+            dims, in_channels, out_channels, stride, mult, kernel_size, norm, not first
+        )
+
+    def forward_pair(
+        self, x1: torch.Tensor, x2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward on halves: returns ``(S(x2), S(x1) + F(x2))``."""
+        fx2 = self.f(x2)
+        if self.stride == 2:
+            x1, x2 = space_to_depth(x1), space_to_depth(x2)
+        return x2, x1 + fx2
+
+    def inverse_pair(
+        self, y1: torch.Tensor, y2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse on halves: ``(y1, y2) = (S(x2), S(x1) + F(x2))`` -> ``(x1, x2)``."""
+        x2 = depth_to_space(y1) if self.stride == 2 else y1
+        x1 = y2 - self.f(x2)
+        if self.stride == 2:
+            x1 = depth_to_space(x1)
+        return x1, x2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return merge_halves(*self.forward_pair(*split_halves(x)))
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return merge_halves(*self.inverse_pair(*split_halves(y)))

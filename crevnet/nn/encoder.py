@@ -1,0 +1,201 @@
+"""The bijective two-way autoencoder of CrevNet: i-RevNet blocks stacked in stages.
+
+``Encoder.forward`` maps frames to features and ``Encoder.inverse`` maps features back to frames with
+the same weights: the inverse *is* the decoder, and nothing is lost (CrevNet, sec. 3.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from crevnet.nn.block import IRevNetBlock, NormKind
+from crevnet.nn.coupling import merge_halves, split_halves
+from crevnet.nn.memory import ReversibleStep, reversible_chain
+from crevnet.nn.reshape import check_divisible, depth_to_space, space_to_depth
+
+__all__ = ["Encoder", "EncoderConfig"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of the bijective encoder. Defaults: the paper's 3-D Moving MNIST encoder (104,516 params).
+
+    Attributes:
+        in_channels: channels of a frame (1 for Moving MNIST).
+        dims: 3 for Conv3d over a window of frames, 2 for Conv2d over single frames.
+        init_downsample: space-to-depth applied before the first block (1, 2, 4, ...).
+        stages: number of blocks per stage.
+        strides: stride of the first block of each stage (1 or 2).
+        channels: channels per half after each stage.
+        mult: bottleneck divisor of each residual function (width = channels // mult).
+        kernel_size: odd kernel size of every conv.
+        norm: "group" (GroupNorm(1, C), default), "batch" (paper fidelity) or "none".
+        memory_saving: recompute activations in backward instead of storing them.
+    """
+
+    in_channels: int = 1  # frame channels
+    dims: int = 3  # 3: Conv3d on (C, T, H, W) windows; 2: Conv2d on (C, H, W) frames
+    init_downsample: int = 2  # space-to-depth factor before the first block
+    stages: tuple[int, ...] = (4, 5, 3)  # blocks per stage
+    strides: tuple[int, ...] = (1, 2, 2)  # stride of each stage's first block
+    channels: tuple[int, ...] = field(default=(2, 8, 32))  # channels per half after each stage
+    mult: int = 2  # bottleneck width = channels // mult
+    kernel_size: int = 3  # odd
+    norm: NormKind = "group"  # "group" | "batch" | "none"
+    memory_saving: bool = False  # reversible backward (RevNet): no stored activations
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "strides", tuple(self.strides))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if self.dims not in (2, 3):
+            raise ValueError(f"EncoderConfig.dims must be 2 or 3, got {self.dims}")
+        if self.in_channels < 1:
+            raise ValueError(f"EncoderConfig.in_channels must be >= 1, got {self.in_channels}")
+        d = self.init_downsample
+        if d < 1 or d & (d - 1):
+            raise ValueError(f"EncoderConfig.init_downsample must be a power of 2, got {d}")
+        if not (len(self.stages) == len(self.strides) == len(self.channels)) or not self.stages:
+            raise ValueError(
+                "EncoderConfig.stages, strides and channels must be non-empty and of equal length, "
+                f"got {self.stages}, {self.strides}, {self.channels}"
+            )
+        if any(n < 1 for n in self.stages):
+            raise ValueError(f"EncoderConfig.stages must all be >= 1, got {self.stages}")
+        if self.norm not in ("group", "batch", "none"):
+            raise ValueError(f"EncoderConfig.norm must be group, batch or none, got {self.norm!r}")
+        total = self.in_channels * d * d
+        if total % 2:
+            raise ValueError(
+                f"in_channels·init_downsample² = {total} must be even to split into two halves"
+            )
+        c = total // 2
+        for i, (s, c_out) in enumerate(zip(self.strides, self.channels, strict=True)):
+            if s not in (1, 2):
+                raise ValueError(f"EncoderConfig.strides[{i}] must be 1 or 2, got {s}")
+            c_expected = c * (4 if s == 2 else 1)
+            if c_out != c_expected:
+                raise ValueError(
+                    f"EncoderConfig.channels[{i}] must be {c_expected} (a bijection keeps every "
+                    f"number: stride {s} after {c} channels per half), got {c_out}"
+                )
+            if c_out // self.mult < 1:
+                raise ValueError(f"channels[{i}] // mult must be >= 1, got {c_out} // {self.mult}")
+            c = c_out
+
+    @property
+    def downsample(self) -> int:
+        """Total spatial downsampling factor: H and W must be multiples of it."""
+        return self.init_downsample * 2 ** sum(1 for s in self.strides if s == 2)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the encoder output (both halves)."""
+        return 2 * self.channels[-1]
+
+
+class Encoder(nn.Module):
+    """Bijective i-RevNet encoder; ``inverse`` is the decoder (CrevNet eq. 1–2).
+
+    Args:
+        config: the encoder's shape; see :class:`EncoderConfig`.
+
+    Shape:
+        forward: (B, C, [T,] H, W) -> (B, 2·c_last, [T,] H/D, W/D) where ``D`` is
+        ``config.downsample``; the two halves of the latent are its first and last ``c_last``
+        channels. inverse: the reverse. ``T`` is present when ``config.dims == 3``.
+    """
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or EncoderConfig()
+        blocks: list[IRevNetBlock] = []
+        c = config.in_channels * config.init_downsample**2 // 2
+        for n, stride, c_out in zip(config.stages, config.strides, config.channels, strict=True):
+            for j in range(n):
+                s = stride if j == 0 else 1
+                blocks.append(
+                    IRevNetBlock(
+                        config.dims,
+                        c,
+                        c_out if j == 0 else c,
+                        s,
+                        config.mult,
+                        config.kernel_size,
+                        config.norm,
+                        first=not blocks,
+                    )
+                )
+                c = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.memory_saving = config.memory_saving
+
+    # -- validation -------------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        cfg = self.config
+        rank = cfg.dims + 2
+        layout = "(B, C, T, H, W)" if cfg.dims == 3 else "(B, C, H, W)"
+        if x.dim() != rank:
+            raise ValueError(
+                f"Encoder input must be {layout} ({rank}-D) for a {cfg.dims}-D encoder, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(
+                f"Encoder input must have {cfg.in_channels} channel(s) on axis 1, "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_divisible(x.shape[-2], x.shape[-1], cfg.downsample, "Encoder input")
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        cfg = self.config
+        if z.dim() != cfg.dims + 2 or z.shape[1] != cfg.latent_channels:
+            raise ValueError(
+                f"Encoder.inverse expects a latent with {cfg.latent_channels} channels and "
+                f"{cfg.dims + 2} axes, got shape {tuple(z.shape)}"
+            )
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _steps(self) -> list[ReversibleStep]:
+        return [ReversibleStep(b.forward, b.inverse, b) for b in self.blocks]
+
+    def _inverse_steps(self) -> list[ReversibleStep]:
+        return [ReversibleStep(b.inverse, b.forward, b) for b in reversed(self.blocks)]
+
+    def _compute_dtype(self, x: torch.Tensor) -> torch.dtype:
+        # Couplings stay in full precision: a bf16/fp16 round trip is far from lossless.
+        return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+    # -- public API -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode frames into the latent (two halves concatenated on the channel axis)."""
+        self._check_input(x)
+        with torch.autocast(x.device.type, enabled=False):
+            h = x.to(self._compute_dtype(x))
+            for _ in range(self.config.init_downsample.bit_length() - 1):
+                h = space_to_depth(h)  # (B, 4C, [T,] H/2, W/2)
+            if self.memory_saving:
+                return reversible_chain(h, self._steps())
+            x1, x2 = split_halves(h)
+            for block in self.blocks:
+                x1, x2 = block.forward_pair(x1, x2)
+            return merge_halves(x1, x2)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode a latent back into frames: the exact inverse of :meth:`forward`."""
+        self._check_latent(z)
+        with torch.autocast(z.device.type, enabled=False):
+            h = z.to(self._compute_dtype(z))
+            if self.memory_saving:
+                h = reversible_chain(h, self._inverse_steps())
+            else:
+                y1, y2 = split_halves(h)
+                for block in reversed(self.blocks):
+                    y1, y2 = block.inverse_pair(y1, y2)
+                h = merge_halves(y1, y2)
+            for _ in range(self.config.init_downsample.bit_length() - 1):
+                h = depth_to_space(h)  # (B, C, [T,] 2H, 2W)
+            return h
