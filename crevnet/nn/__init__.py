@@ -3,7 +3,7 @@
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
 from crevnet.nn.coupling import AdditiveCoupling, RevNetCoupling, merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
-from crevnet.nn.memory import ReversibleStep, reversible_chain
+from crevnet.nn.memory import ReversibleStep, SavedTensorCounter, reversible_chain
 from crevnet.nn.reshape import SpaceToDepth, depth_to_space, space_to_depth
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ResidualFunction",
     "RevNetCoupling",
     "ReversibleStep",
+    "SavedTensorCounter",
     "SpaceToDepth",
     "depth_to_space",
     "make_norm",

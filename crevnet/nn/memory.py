@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ReversibleStep", "frozen_buffers", "reversible_chain"]
+__all__ = ["ReversibleStep", "SavedTensorCounter", "frozen_buffers", "reversible_chain"]
 
 
 class ReversibleStep:
@@ -91,9 +91,7 @@ class _ReversibleChain(torch.autograd.Function):
                 x = x.detach().requires_grad_(True)
                 with torch.enable_grad():
                     y_re = step.forward(x)
-                    found = torch.autograd.grad(
-                        y_re, (x, *step_params), grad_y, allow_unused=True
-                    )
+                    found = torch.autograd.grad(y_re, (x, *step_params), grad_y, allow_unused=True)
             grad_y = found[0]
             for p, g in zip(step_params, found[1:], strict=True):
                 if g is None:
@@ -132,3 +130,40 @@ def reversible_chain(x: torch.Tensor, steps: Sequence[ReversibleStep]) -> torch.
                 y = step.forward(y)
         return y
     return _ReversibleChain.apply(x, steps, *params)
+
+
+class SavedTensorCounter:
+    """Count the bytes autograd saves for backward inside a ``with`` block, each storage once.
+
+    Uses :func:`torch.autograd.graph.saved_tensors_hooks`; parameters saved by an op count too (they
+    are the same in both modes). Example::
+
+        with SavedTensorCounter() as counter:
+            loss = model(x).square().mean()
+        print(counter.bytes)
+    """
+
+    def __init__(self) -> None:
+        self._storages: dict[int, int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        self._storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    @staticmethod
+    def _unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @property
+    def bytes(self) -> int:
+        """Total bytes of the distinct storages saved so far."""
+        return sum(self._storages.values())
+
+    def __enter__(self) -> SavedTensorCounter:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)

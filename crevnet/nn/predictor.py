@@ -1,0 +1,258 @@
+"""The reversible predictive module (RPM) of CrevNet (sec. 3.2): stacked recurrent cells with gates.
+
+Each of the ``N`` layers reads the first half ``x1`` of the latent, updates its recurrent state (and the
+spatio-temporal memory ``M`` that zig-zags up the layers and on to the next time step), and writes into
+the second half::
+
+    h = cell(x1, state, M)          g = gate(h)
+    x2 <- (1 − g) ⊙ x2 + g ⊙ h      (convex update, eq. 4)   or   x2 <- x2 + g ⊙ h   (additive)
+    (x1, x2) <- (x2, x1)            swap, so the next layer updates the other half
+
+Given the hidden states ``h`` of every layer the update is invertible: this is the "conditional"
+reversibility of the paper. With the zig-zag memory, the hidden state of layer ``l`` depends on the
+inputs of layers ``< l``, so the inverse cannot recompute ``h`` from the *incoming* states alone
+(it would need the very inputs it is recovering). :meth:`ReversiblePredictor.inverse` therefore takes
+the state that :meth:`ReversiblePredictor.forward` *returned*, whose ``h`` are exactly the ones the
+gates used.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell, conv_class
+from crevnet.nn.coupling import merge_halves, split_halves
+
+__all__ = [
+    "AdditiveUpdate",
+    "ConvSigmoidGate",
+    "ConvexUpdate",
+    "PredictorConfig",
+    "PredictorState",
+    "ReversiblePredictor",
+    "TwoConvGate",
+]
+
+CellKind = Literal["st_lstm", "conv_lstm"]
+GateKind = Literal["conv1x1", "two_conv"]
+UpdateKind = Literal["convex", "additive"]
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Shape of the reversible predictive module. Defaults: the paper's 8-layer ST-LSTM RPM.
+
+    The channel count (one latent half) and the conv rank come from the encoder, so they are not
+    fields here.
+
+    Attributes:
+        layers: number of cell + gate layers.
+        kernel_size: odd kernel size of the cells' gate convs.
+        cell: "st_lstm" (released CrevNet cell, zig-zag memory) or "conv_lstm" (no memory).
+        gate: "conv1x1" (released: g = σ(conv1×1(h))) or "two_conv" (paper:
+            g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2) with W1 1×1 and W2 k×k).
+        update: "convex" (x2 ← (1−g)⊙x2 + g⊙h, paper) or "additive" (x2 ← x2 + g⊙h).
+        bf16: run the cells and gates under bfloat16 autocast (the x2 update stays in the latent's
+            dtype, so the conditional inverse stays exact given the states).
+    """
+
+    layers: int = 8  # cell + gate layers
+    kernel_size: int = 3  # odd
+    cell: CellKind = "st_lstm"  # "st_lstm" | "conv_lstm"
+    gate: GateKind = "conv1x1"  # "conv1x1" (released) | "two_conv" (paper)
+    update: UpdateKind = "convex"  # "convex" (paper) | "additive"
+    bf16: bool = False  # bfloat16 autocast for the cells and gates
+
+    def __post_init__(self) -> None:
+        if self.layers < 1:
+            raise ValueError(f"PredictorConfig.layers must be >= 1, got {self.layers}")
+        if self.kernel_size < 1 or self.kernel_size % 2 != 1:
+            raise ValueError(
+                f"PredictorConfig.kernel_size must be a positive odd number, got {self.kernel_size}"
+            )
+        for name, table in (("cell", _CELLS), ("gate", _GATES), ("update", _UPDATES)):
+            value = getattr(self, name)
+            if value not in table:
+                raise ValueError(
+                    f"PredictorConfig.{name} must be one of {sorted(table)}, got {value!r}"
+                )
+
+
+class PredictorState(NamedTuple):
+    """Recurrent state of the RPM between time steps.
+
+    Attributes:
+        cells: one :class:`LSTMState` per layer.
+        memory: the spatio-temporal memory leaving the top layer (None for memory-free cells).
+    """
+
+    cells: tuple[LSTMState, ...]
+    memory: torch.Tensor | None
+
+
+# -- gates --------------------------------------------------------------------------------------------
+class ConvSigmoidGate(nn.Module):
+    """Released gate: ``g = σ(conv1×1(h))`` (with bias).
+
+    Shape:
+        (B, C, [T,] H, W) -> (B, C, [T,] H, W), values in (0, 1).
+    """
+
+    def __init__(self, dims: int, channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        del kernel_size  # the released gate is always 1×1
+        self.conv = conv_class(dims)(channels, channels, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(h))
+
+
+class TwoConvGate(nn.Module):
+    """Paper gate (eq. 3): ``g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2)``, W1 1×1 and W2 k×k.
+
+    Shape:
+        (B, C, [T,] H, W) -> (B, C, [T,] H, W), values in (0, 1).
+    """
+
+    def __init__(self, dims: int, channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        conv = conv_class(dims)
+        self.conv1 = conv(channels, channels, 1)
+        self.conv2 = conv(channels, channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv2(torch.relu(self.conv1(h))))
+
+
+# -- updates ------------------------------------------------------------------------------------------
+class ConvexUpdate(nn.Module):
+    """Paper update (eq. 4): ``x2' = (1 − g)⊙x2 + g⊙h``; inverse ``x2 = (x2' − g⊙h) / (1 − g)``."""
+
+    def forward(self, x2: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return x2 + g * (h - x2)
+
+    def inverse(self, y2: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return (y2 - g * h) / (1 - g)
+
+
+class AdditiveUpdate(nn.Module):
+    """Additive update: ``x2' = x2 + g⊙h``; inverse ``x2 = x2' − g⊙h`` (volume preserving)."""
+
+    def forward(self, x2: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return x2 + g * h
+
+    def inverse(self, y2: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return y2 - g * h
+
+
+# The one place where a config string becomes a class.
+_CELLS: dict[str, type[nn.Module]] = {
+    "st_lstm": SpatioTemporalLSTMCell,
+    "conv_lstm": ConvLSTMCell,
+}
+_GATES: dict[str, type[nn.Module]] = {"conv1x1": ConvSigmoidGate, "two_conv": TwoConvGate}
+_UPDATES: dict[str, type[nn.Module]] = {"convex": ConvexUpdate, "additive": AdditiveUpdate}
+
+
+class ReversiblePredictor(nn.Module):
+    """The reversible predictive module: ``N`` layers of recurrent cell + gate on latent halves.
+
+    Args:
+        dims: 2 (Conv2d, latent (B, 2C, H, W)) or 3 (Conv3d, latent (B, 2C, T, H, W)).
+        channels: channels of one latent half; also the cells' hidden and memory channels (the
+            update mixes ``h`` into ``x2``, so they must match).
+        config: layers and variants; see :class:`PredictorConfig`.
+
+    Shape:
+        forward: latent (B, 2·channels, [T,] H, W) -> latent of the same shape, plus the new
+        :class:`PredictorState`. inverse: the reverse, given that state.
+    """
+
+    def __init__(self, dims: int, channels: int, config: PredictorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or PredictorConfig()
+        conv_class(dims)  # validates dims
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.dims = dims
+        self.channels = channels
+        cell, gate, update = _CELLS[config.cell], _GATES[config.gate], _UPDATES[config.update]
+        k = config.kernel_size
+        self.cells = nn.ModuleList(cell(dims, channels, channels, k) for _ in range(config.layers))
+        self.gates = nn.ModuleList(gate(dims, channels, k) for _ in range(config.layers))
+        self.update = update()
+
+    def _check(self, z: torch.Tensor, who: str) -> None:
+        if z.dim() != self.dims + 2 or z.shape[1] != 2 * self.channels:
+            layout = "(B, 2C, T, H, W)" if self.dims == 3 else "(B, 2C, H, W)"
+            raise ValueError(
+                f"ReversiblePredictor.{who} expects a latent {layout} with 2C = "
+                f"{2 * self.channels}, got shape {tuple(z.shape)}"
+            )
+
+    def _autocast(self, z: torch.Tensor) -> torch.autocast | nullcontext[None]:
+        # Leave any outer autocast alone when the switch is off.
+        if self.config.bf16:
+            return torch.autocast(z.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def forward(
+        self, z: torch.Tensor, state: PredictorState | None = None
+    ) -> tuple[torch.Tensor, PredictorState]:
+        """Advance the latent one time step.
+
+        Args:
+            z: latent, both halves concatenated on the channel axis.
+            state: the state returned by the previous step; None for zeros.
+
+        Returns:
+            ``(z', state')``: the predicted latent and the state to pass to the next step.
+        """
+        self._check(z, "forward")
+        x1, x2 = split_halves(z)
+        cells: list[LSTMState | None] = (
+            [None] * len(self.cells) if state is None else list(state.cells)
+        )
+        if len(cells) != len(self.cells):
+            raise ValueError(
+                f"PredictorState has {len(cells)} layer states, the predictor has {len(self.cells)}"
+            )
+        memory = None if state is None else state.memory
+        new_cells: list[LSTMState] = []
+        for cell, gate, s in zip(self.cells, self.gates, cells, strict=True):
+            with self._autocast(z):
+                s_new, memory = cell(x1, s, memory)
+                g = gate(s_new.h)
+            x2 = self.update(x2, g.to(x2.dtype), s_new.h.to(x2.dtype))
+            new_cells.append(s_new)
+            x1, x2 = x2, x1
+        return merge_halves(x1, x2), PredictorState(tuple(new_cells), memory)
+
+    def inverse(self, z_out: torch.Tensor, state: PredictorState) -> torch.Tensor:
+        """Conditional inverse: recover the input latent from the output and the returned state.
+
+        Args:
+            z_out: the latent :meth:`forward` produced.
+            state: the state :meth:`forward` *returned* with it (its ``h`` are what the gates saw).
+
+        Returns:
+            The latent :meth:`forward` received.
+        """
+        self._check(z_out, "inverse")
+        if len(state.cells) != len(self.cells):
+            raise ValueError(
+                f"PredictorState has {len(state.cells)} layer states, "
+                f"the predictor has {len(self.cells)}"
+            )
+        x1, x2 = split_halves(z_out)
+        for gate, s in zip(reversed(self.gates), reversed(state.cells), strict=True):
+            x1, x2 = x2, x1  # undo the swap
+            with self._autocast(z_out):
+                g = gate(s.h)
+            x2 = self.update.inverse(x2, g.to(x2.dtype), s.h.to(x2.dtype))
+        return merge_halves(x1, x2)
