@@ -168,7 +168,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.configs:
-        print(json.dumps(measure(name, CONFIGS[name], args.batch, args.steps, args.threads, args.rss_batch)), flush=True)
+        row = measure(name, CONFIGS[name], args.batch, args.steps, args.threads, args.rss_batch)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
