@@ -1,0 +1,422 @@
+"""Any clip in and out: arrays, video files, GIFs and image folders <-> (T, C, H, W) float in [0, 1].
+
+This is the only data module that imports OpenCV (and Pillow, for GIFs); ``crevnet.data`` does not
+import it eagerly. Colour clips are RGB. Writers accept (T, C, H, W) or (T, H, W) tensors or arrays,
+float in [0, 1] (clipped) or uint8, with C = 1 or 3, and write atomically (temporary file in the
+same folder, then ``os.replace``).
+
+Formats:
+    - ``.npy`` / ``.npz``: (T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4} (alpha is
+      dropped), uint8 or float in [0, 1]. An ``.npz`` must hold one array, or one named
+      ``video``, ``clip`` or ``frames``.
+    - ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv``: read with ``cv2.VideoCapture``; always RGB.
+      Written with OpenCV's MPEG-4 (mp4v; .avi uses Motion-JPEG): lossy.
+    - ``.gif``: read and written with Pillow (OpenCV 5.0's GIF writer fails on some frame sizes).
+      Grey clips are stored exactly; colour clips are quantised to 256 colours. Pillow merges
+      identical consecutive frames, so the writer changes pixel (0, 0) of such a frame by one grey
+      level (1/255) to keep one GIF frame per clip frame.
+    - A folder of images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``,
+      ``.webp``), read in sorted name order; 8- or 16-bit, grey or colour.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from crevnet.data.atomic import atomic_path, atomic_write, atomic_write_bytes
+from crevnet.errors import DataError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "error_frames",
+    "read_clip",
+    "write_contact_sheet",
+    "write_frames",
+    "write_gif",
+    "write_mp4",
+    "write_npy",
+    "write_video",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_NPZ_KEYS = ("video", "clip", "frames")
+_ARRAY_LAYOUTS = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4}"
+# Container suffix -> FourCC used by write_video.
+_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, RGB order
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading. Every reader returns float32 (T, H, W, C) in [0, 1], C in {1, 3}, RGB.
+
+
+def _array_to_thwc(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim == 3:
+        array = array[..., None]
+    elif array.ndim == 4:
+        first, last = array.shape[1] in (1, 3, 4), array.shape[3] in (1, 3, 4)
+        if first:
+            array = array.transpose(0, 2, 3, 1)
+        elif not last:
+            raise DataError(f"{name}: array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+    else:
+        raise DataError(f"{name}: array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+    if min(array.shape) == 0:
+        raise DataError(f"{name}: empty array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+    if array.shape[3] == 4:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if np.issubdtype(array.dtype, np.floating):
+        low, high = float(np.min(array)), float(np.max(array))
+        if not (low >= 0.0 and high <= 1.0):
+            raise DataError(
+                f"{name}: float values in [{low:.4g}, {high:.4g}]; expected values in [0, 1] "
+                "(or uint8 0..255)"
+            )
+        return array.astype(np.float32)
+    raise DataError(f"{name}: dtype {array.dtype}; expected uint8 or float in [0, 1]")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy file ({err})") from err
+    return _array_to_thwc(array, str(path))
+
+
+def _load_npz(path: Path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            named = [k for k in _NPZ_KEYS if k in keys]
+            if len(keys) == 1:
+                key = keys[0]
+            elif named:
+                key = named[0]
+            else:
+                raise DataError(
+                    f"{path}: holds arrays {keys}; expected one array or one named {' / '.join(_NPZ_KEYS)}"
+                )
+            array = archive[key]
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from err
+    return _array_to_thwc(array, f"{path}[{key}]")
+
+
+def _load_capture(path: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    try:
+        while capture.isOpened():
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if not frames:
+        raise DataError(f"{path}: not a readable video (OpenCV decoded no frames); expected a video file")
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+def _load_gif(path: Path) -> np.ndarray:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable GIF ({err}); expected an (animated) GIF") from err
+    if not frames:
+        raise DataError(f"{path}: GIF without frames; expected an (animated) GIF")
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+def _load_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: not a readable image; expected one of {', '.join(IMAGE_SUFFIXES)}")
+    if image.ndim == 2:
+        image = image[..., None]
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
+    if scale is None:
+        raise DataError(f"{path}: image dtype {image.dtype}; expected 8- or 16-bit")
+    return image.astype(np.float32) / scale
+
+
+def _load_folder(path: Path) -> np.ndarray:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(
+            f"{path}: folder holds no images; expected frames named in order with suffix "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
+    images = [_load_image(p) for p in files]
+    channels = max(image.shape[2] for image in images)
+    images = [np.repeat(im, channels // im.shape[2], axis=2) for im in images]
+    sizes = {image.shape for image in images}
+    if len(sizes) != 1:
+        raise DataError(f"{path}: images of different sizes {sorted(sizes)}; expected one frame size")
+    return np.stack(images)
+
+
+_READERS: dict[str, Callable[[Path], np.ndarray]] = {
+    ".npy": _load_npy,
+    ".npz": _load_npz,
+    ".mp4": _load_capture,
+    ".avi": _load_capture,
+    ".mov": _load_capture,
+    ".mkv": _load_capture,
+    ".gif": _load_gif,
+}
+
+
+def read_clip(
+    path: str | os.PathLike[str], grayscale: bool = False, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Read a clip from an array file, a video, a GIF or a folder of images.
+
+    Args:
+        path: ``.npy``, ``.npz``, ``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ``.gif`` or a folder of
+            images (sorted by name).
+        grayscale: Convert colour to one grey channel (BT.601 weights).
+        size: Resize every frame to (H, W) (area interpolation when shrinking, bilinear otherwise).
+
+    Returns:
+        The clip, float32 in [0, 1]; C = 1 for grey arrays/images or with ``grayscale``, else 3 (RGB).
+
+    Shape:
+        (T, C, H, W).
+
+    Raises:
+        DataError: Missing path, unknown suffix, unreadable content, bad layout, dtype or range.
+    """
+    path = Path(path)
+    if path.is_dir():
+        frames = _load_folder(path)
+    elif not path.exists():
+        raise DataError(f"{path}: no such file or folder (expected a clip)")
+    else:
+        reader = _READERS.get(path.suffix.lower())
+        if reader is None:
+            raise DataError(
+                f"{path}: unknown clip type {path.suffix!r}; expected a folder of images or one of "
+                f"{', '.join(_READERS)}"
+            )
+        frames = reader(path)
+    if grayscale and frames.shape[3] == 3:
+        frames = (frames @ _GREY_WEIGHTS)[..., None]
+    if size is not None:
+        frames = _resize(frames, size, path)
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))  # (T, C, H, W)
+
+
+def _resize(frames: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
+    height, width = (int(v) for v in size)
+    if height < 1 or width < 1:
+        raise DataError(f"{path}: size must be two positive integers (H, W), got {size}")
+    shrink = height < frames.shape[1] or width < frames.shape[2]
+    method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = [cv2.resize(frame, (width, height), interpolation=method) for frame in frames]
+    out = [frame[..., None] if frame.ndim == 2 else frame for frame in out]
+    return np.clip(np.stack(out), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _to_uint8(frames: torch.Tensor | np.ndarray, name: str = "frames") -> np.ndarray:
+    # (T, C, H, W) or (T, H, W) float in [0, 1] or uint8 -> (T, H, W, C) uint8, C in {1, 3}.
+    array = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4 or array.shape[1] not in (1, 3) or min(array.shape) == 0:
+        raise DataError(f"{name}: shape {array.shape}; expected (T, C, H, W) with C in {{1, 3}}")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise DataError(f"{name}: dtype {array.dtype}; expected float in [0, 1] or uint8")
+        array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
+
+
+def _to_bgr(frame: np.ndarray) -> np.ndarray:
+    # (H, W, C) RGB or grey uint8 -> (H, W, 3) BGR.
+    code = cv2.COLOR_GRAY2BGR if frame.shape[2] == 1 else cv2.COLOR_RGB2BGR
+    return cv2.cvtColor(frame, code)
+
+
+def write_npy(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Save frames unchanged (dtype and layout kept) as ``.npy``, atomically.
+
+    Shape:
+        frames: (T, C, H, W), as given.
+    """
+    array = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    with atomic_write(path) as handle:
+        np.save(handle, array, allow_pickle=False)
+    return Path(path)
+
+
+def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
+    """Write an animated, looping GIF, atomically (see the module notes on exactness).
+
+    Shape:
+        frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
+    """
+    from PIL import Image
+
+    if fps <= 0:
+        raise DataError(f"{path}: fps must be > 0, got {fps}")
+    array = _to_uint8(frames, str(path))
+    images = []
+    previous: np.ndarray | None = None
+    for frame in array:
+        frame = frame[..., 0] if frame.shape[2] == 1 else frame
+        if previous is not None and np.array_equal(frame, previous):
+            frame = frame.copy()
+            frame[0, 0] ^= 1  # keep the frame: Pillow would merge it with the previous one
+        previous = frame
+        images.append(Image.fromarray(frame))
+    duration = max(1, round(1000.0 / fps))
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    return Path(path)
+
+
+def write_video(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
+    """Write a video with OpenCV (``.mp4``/``.mov``/``.mkv``: mp4v, ``.avi``: MJPG), atomically.
+
+    Shape:
+        frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
+    """
+    path = Path(path)
+    fourcc = _FOURCC.get(path.suffix.lower())
+    if fourcc is None:
+        raise DataError(f"{path}: unknown video suffix; expected one of {', '.join(_FOURCC)}")
+    if fps <= 0:
+        raise DataError(f"{path}: fps must be > 0, got {fps}")
+    array = _to_uint8(frames, str(path))
+    height, width = array.shape[1:3]
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not writer.isOpened():
+            raise DataError(f"{path}: OpenCV cannot write {fourcc} video of size {width}x{height}")
+        try:
+            for frame in array:
+                writer.write(_to_bgr(frame))
+        finally:
+            writer.release()
+    return path
+
+
+def write_mp4(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
+    """Write an MPEG-4 (mp4v) ``.mp4`` video, atomically. Lossy.
+
+    Shape:
+        frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
+    """
+    if Path(path).suffix.lower() != ".mp4":
+        raise DataError(f"{path}: write_mp4 expects a path ending in .mp4")
+    return write_video(frames, path, fps)
+
+
+def write_frames(
+    frames: torch.Tensor | np.ndarray, folder: str | os.PathLike[str], prefix: str = "frame_"
+) -> list[Path]:
+    """Write one lossless PNG per frame (``frame_0000.png``, ...), each atomically.
+
+    Shape:
+        frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
+    """
+    folder = Path(folder)
+    array = _to_uint8(frames, str(folder))
+    digits = max(4, len(str(len(array) - 1)))
+    paths = []
+    for t, frame in enumerate(array):
+        image = frame if frame.shape[2] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        path = folder / f"{prefix}{t:0{digits}d}.png"
+        atomic_write_bytes(path, _encode_png(image, path))
+        paths.append(path)
+    return paths
+
+
+def _encode_png(image: np.ndarray, path: Path) -> bytes:
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise DataError(f"{path}: OpenCV could not encode the PNG")
+    return buffer.tobytes()
+
+
+def error_frames(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Absolute error |prediction − truth|, clipped to [0, 1], for display (bright = wrong).
+
+    Shape:
+        prediction, truth: (T, C, H, W) -> (T, C, H, W).
+    """
+    if prediction.shape != truth.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and truth {tuple(truth.shape)} differ")
+    return (prediction.float() - truth.float()).abs().clamp(0.0, 1.0)
+
+
+def write_contact_sheet(
+    rows: Sequence[tuple[str, torch.Tensor | np.ndarray]],
+    path: str | os.PathLike[str],
+    scale: int = 2,
+    gap: int = 2,
+) -> Path:
+    """Write a PNG grid: one labelled row per clip (e.g. context | ground truth | prediction | error).
+
+    Rows may have different numbers of frames; all frames must share one (H, W). Grey rows are
+    shown grey, colour rows in colour; the label is drawn left of each row.
+
+    Args:
+        rows: (label, frames) pairs; frames (T, C, H, W) or (T, H, W), float in [0, 1] or uint8.
+        path: Output ``.png``.
+        scale: Integer upscaling of every frame (nearest neighbour).
+        gap: Pixels between frames and rows.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    if not rows:
+        raise DataError(f"{path}: no rows to draw; expected (label, frames) pairs")
+    if scale < 1 or gap < 0:
+        raise DataError(f"{path}: need scale >= 1 and gap >= 0, got scale={scale}, gap={gap}")
+    clips = [(label, _to_uint8(frames, f"{path} row {label!r}")) for label, frames in rows]
+    sizes = {clip.shape[1:3] for _, clip in clips}
+    if len(sizes) != 1:
+        raise DataError(f"{path}: rows have frame sizes {sorted(sizes)}; expected one (H, W)")
+    height, width = (v * scale for v in sizes.pop())
+    font, font_scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    text_sizes = [cv2.getTextSize(label, font, font_scale, thickness)[0] for label, _ in clips]
+    label_width = max(w for w, _ in text_sizes) + 4 * gap + 4
+    columns = max(len(clip) for _, clip in clips)
+    sheet_h = gap + len(clips) * (height + gap)
+    sheet_w = label_width + columns * (width + gap)
+    sheet = np.full((sheet_h, sheet_w, 3), 255, dtype=np.uint8)
+    for r, ((label, clip), (_, text_h)) in enumerate(zip(clips, text_sizes, strict=True)):
+        top = gap + r * (height + gap)
+        baseline = top + (height + text_h) // 2
+        cv2.putText(sheet, label, (2 * gap, baseline), font, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
+        for t, frame in enumerate(clip):
+            left = label_width + t * (width + gap)
+            big = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+            sheet[top : top + height, left : left + width] = np.broadcast_to(big, (height, width, 3))
+    atomic_write_bytes(path, _encode_png(cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), path))
+    return path
