@@ -12,7 +12,8 @@ versions of both) it measures:
 * ``grad_max_rel_diff``: max over parameter tensors of max|g_memsave − g_plain| / max|g_plain| in
   float64 (the algorithmic difference); ``grad_max_rel_diff_fp32`` the same in float32, next to
   ``grad_fp32_noise``, the same measure between plain float32 and plain float64 gradients (the
-  round-off floor that any float32 comparison sits on);
+  round-off floor that any float32 comparison sits on); ``grad_max_rel_diff_fp32_global``: the
+  float32 difference relative to the model's largest gradient (what the float32 test bounds by 1e-4);
 * ``peak_rss_mb_plain`` / ``peak_rss_mb_memsave``: peak resident memory of a fresh process that runs
   one forward + backward at ``--rss-batch`` (default 64: at batch 8 the activations are a few MB,
   lost in the allocator's noise) in that mode, and ``rss_before_mb``, its resident memory
@@ -83,6 +84,12 @@ def max_rel(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(((a[n] - b[n]).abs().max() / b[n].abs().max()).item() for n in b)
 
 
+def max_rel_global(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """max|a − b| over all parameters, relative to the largest gradient of the model."""
+    scale = max(g.abs().max().item() for g in b.values())
+    return max((a[n] - b[n]).abs().max().item() for n in b) / scale
+
+
 def saved_bytes(cfg: EncoderConfig, batch: int, memory_saving: bool) -> int:
     torch.manual_seed(0)
     enc = Encoder(replace(cfg, memory_saving=memory_saving))
@@ -151,6 +158,7 @@ def measure(
         "grad_max_rel_diff": max_rel(mem64, ref),
         "grad_max_rel_diff_fp32": max_rel(mem32, plain32),
         "grad_fp32_noise": max_rel(plain32, ref),
+        "grad_max_rel_diff_fp32_global": max_rel_global(mem32, plain32),
         "rss_batch": rss_batch,
         "rss_before_mb": rss_plain[0],
         "peak_rss_mb_plain": rss_plain[1],
