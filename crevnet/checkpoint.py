@@ -1,0 +1,279 @@
+"""Read a trained CrevNet out of a checkpoint, without lightning and without running pickled code.
+
+``crevnet fit`` writes Lightning ``.ckpt`` files: a dict whose ``hyper_parameters["net"]`` is the
+model config as nested plain dicts and whose ``state_dict`` holds the weights of the LightningModule,
+the :class:`~crevnet.nn.CrevNet` under the prefix ``net.``. :func:`load_model` reads such a file with
+``torch.load(weights_only=True)``, rebuilds the :class:`~crevnet.nn.CrevNetConfig`, finds the
+model's weights under whichever prefix holds them (``net.``, ``model.net.``, none, with or without
+``torch.compile``'s ``_orig_mod.``) and loads them strictly. Every way this can fail raises one
+:class:`~crevnet.errors.CheckpointError` whose message names the file and what was expected.
+
+:func:`save_model` writes the same layout from plain PyTorch, so a model trained without Lightning
+can be evaluated with ``crevnet evaluate`` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crevnet.errors import CheckpointError
+from crevnet.nn.encoder import EncoderConfig
+from crevnet.nn.model import CrevNet, CrevNetConfig
+from crevnet.nn.predictor import PredictorConfig
+
+__all__ = [
+    "DEFAULT_FRAME_SIZE",
+    "LoadedModel",
+    "config_from_hparams",
+    "load_checkpoint_dict",
+    "load_model",
+    "save_model",
+]
+
+DEFAULT_FRAME_SIZE = (64, 64)
+"""(H, W) assumed for a checkpoint that does not record its training frame size (Moving MNIST)."""
+
+# Where the CrevNet's weights may sit inside a checkpoint's state_dict, most likely first.
+_PREFIXES = ("net.", "model.net.", "model.", "")
+_COMPILED = "_orig_mod."  # torch.compile wraps a module and inserts this in every key
+_EXPECTED = "expected a .ckpt written by 'crevnet fit' or crevnet.checkpoint.save_model"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model read from a checkpoint, in eval mode on the requested device.
+
+    Attributes:
+        model: the network with the checkpoint's weights.
+        config: its configuration (``model.config``).
+        meta: facts about the checkpoint: ``path``, ``context`` (frames the model was trained to
+            observe; 10 when not recorded), ``frame_size`` ((H, W) of the training frames;
+            :data:`DEFAULT_FRAME_SIZE` when not recorded), ``frame_size_recorded`` (bool),
+            ``global_step``, ``epoch``, ``train_seconds`` (None when absent) and
+            ``hyper_parameters`` (the raw dict).
+    """
+
+    model: CrevNet
+    config: CrevNetConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
+    # Plain dicts and lists only, so the file loads with weights_only=True and no allowlist.
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def load_checkpoint_dict(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint file into a dict with ``torch.load(weights_only=True)``.
+
+    The config dataclasses are allowlisted, so a checkpoint that pickled them (rather than plain
+    dicts) loads too; any other object is refused instead of executed.
+
+    Args:
+        path: the ``.ckpt`` / ``.pt`` file.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        CheckpointError: missing file, a folder, a file that is not a torch checkpoint, or one
+            holding objects a weights-only load refuses.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; {_EXPECTED} (a .ckpt file)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} ({_EXPECTED})")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    # torch.save writes a zip archive ("PK\x03\x04"); files from torch < 1.6 start with a pickle opcode.
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path}: not a torch checkpoint (not a file written by torch.save); {_EXPECTED}"
+        )
+    try:
+        with torch.serialization.safe_globals([CrevNetConfig, EncoderConfig, PredictorConfig]):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"it pickles {found.group(1)}" if found else "it holds objects a weights-only load refuses"
+        raise CheckpointError(
+            f"{path}: refused to load: {what}, which could run code; {_EXPECTED} (weights and plain "
+            "containers only)"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
+        raise CheckpointError(
+            f"{path}: a damaged or truncated torch checkpoint ({type(err).__name__}); {_EXPECTED}"
+        ) from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict; {_EXPECTED}"
+        )
+    return checkpoint
+
+
+def config_from_hparams(hparams: Any, source: str = "checkpoint") -> CrevNetConfig:
+    """The model config from a checkpoint's ``hyper_parameters``.
+
+    Args:
+        hparams: the ``hyper_parameters`` mapping; its ``net`` entry is a :class:`CrevNetConfig`
+            or the nested dict of one (``encoder``, ``predictor``, ``window``).
+        source: the file name used in error messages.
+
+    Raises:
+        CheckpointError: no ``net`` entry, or one that is not a valid CrevNet config.
+    """
+    net = hparams.get("net") if isinstance(hparams, Mapping) else None
+    if isinstance(net, CrevNetConfig):
+        return net
+    if not isinstance(net, Mapping):
+        raise CheckpointError(
+            f"{source}: no crevnet model config (hyper_parameters['net'] is missing); {_EXPECTED}"
+        )
+    try:
+        return CrevNetConfig.from_dict(net, source=source)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{err} (hyper_parameters['net'] is not a valid CrevNet config)") from err
+
+
+def _model_weights(state: Mapping[str, Any], expected: set[str], source: str) -> dict[str, Any]:
+    # The prefix under which most of the model's keys sit wins; torch.compile's marker is dropped.
+    keys = {k.replace(_COMPILED, ""): v for k, v in state.items() if isinstance(k, str)}
+    roots = {k.split(".")[0] for k in expected}  # "encoder", "predictor"
+    best: dict[str, Any] = {}
+    best_hits = 0
+    for prefix in _PREFIXES:
+        found = {k[len(prefix) :]: v for k, v in keys.items() if k.startswith(prefix)}
+        found = {k: v for k, v in found.items() if k.split(".")[0] in roots}
+        hits = len(set(found) & expected)
+        if hits > best_hits:
+            best, best_hits = found, hits
+    if not best_hits:
+        sample = ", ".join(sorted(keys)[:2]) or "none"
+        raise CheckpointError(
+            f"{source}: no CrevNet weights in its state_dict (keys: {sample}, ...); expected keys such "
+            f"as 'net.{sorted(expected)[0]}'"
+        )
+    return best
+
+
+def _load_weights(model: CrevNet, weights: dict[str, Any], source: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and (not isinstance(weights[k], torch.Tensor) or weights[k].shape != v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        problems.append(f"{len(wrong)} of another shape (e.g. {wrong[0]}, checkpoint vs config)")
+    if problems:
+        raise CheckpointError(
+            f"{source}: weights do not match the checkpoint's model config: " + "; ".join(problems)
+        )
+    model.load_state_dict(weights, strict=True)
+
+
+def _frame_size(checkpoint: Mapping[str, Any]) -> tuple[int, int] | None:
+    extra = checkpoint.get("crevnet")
+    size = extra.get("frame_size") if isinstance(extra, Mapping) else None
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return int(size[0]), int(size[1])
+    return None
+
+
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a :class:`~crevnet.nn.CrevNet` from a checkpoint written by ``crevnet fit``.
+
+    Args:
+        path: the checkpoint (``.ckpt``).
+        map_location: device the weights are loaded onto; the model is moved there and put in
+            eval mode.
+
+    Returns:
+        The model, its config and the checkpoint's facts (see :class:`LoadedModel`).
+
+    Raises:
+        CheckpointError: the file is missing or not a torch checkpoint, is not a crevnet
+            checkpoint (no ``net`` hyperparameters, no CrevNet weights), or its weights do not match
+            its config.
+    """
+    checkpoint = load_checkpoint_dict(path, map_location)
+    source = str(path)
+    hparams = checkpoint.get("hyper_parameters")
+    config = config_from_hparams(hparams, source)
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{source}: no 'state_dict' with the model weights; {_EXPECTED}")
+    model = CrevNet(config)
+    weights = _model_weights(state, set(model.state_dict()), source)
+    _load_weights(model, weights, source)
+    model.to(map_location).eval()
+    assert isinstance(hparams, Mapping)  # config_from_hparams checked it
+    context = hparams.get("context")
+    extra = checkpoint.get("crevnet") if isinstance(checkpoint.get("crevnet"), Mapping) else {}
+    recorded = _frame_size(checkpoint)
+    meta: dict[str, Any] = {
+        "path": source,
+        "context": int(context) if isinstance(context, int) and context >= config.window else 10,
+        "frame_size": recorded or DEFAULT_FRAME_SIZE,
+        "frame_size_recorded": recorded is not None,
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+        "train_seconds": extra.get("train_seconds"),
+        "hyper_parameters": dict(hparams),
+    }
+    return LoadedModel(model, config, meta)
+
+
+def save_model(
+    model: CrevNet,
+    path: str | os.PathLike[str],
+    context: int = 10,
+    frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE,
+) -> Path:
+    """Write ``model`` in the layout ``crevnet fit`` uses, atomically; :func:`load_model` reads it.
+
+    Args:
+        model: the network.
+        path: destination file (``.ckpt``); its folder is created.
+        context: frames the model observes before predicting (stored as ``hyper_parameters``).
+        frame_size: (H, W) of the training frames, or None if unknown.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    from crevnet.data.atomic import atomic_write
+
+    checkpoint: dict[str, Any] = {
+        "hyper_parameters": {"net": _config_to_dict(model.config), "context": int(context)},
+        "state_dict": {f"net.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
+        "crevnet": {"format": 1, **({"frame_size": list(frame_size)} if frame_size else {})},
+    }
+    with atomic_write(path) as handle:
+        torch.save(checkpoint, handle)
+    return Path(path)
