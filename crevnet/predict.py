@@ -1,0 +1,337 @@
+"""``crevnet predict``: the next frames of any clip, written as a GIF, an MP4, a contact sheet or an array.
+
+The clip (anything :func:`crevnet.data.video.read_clip` reads, or a (T, C, H, W) tensor) is brought
+to what the model was trained on before it is fed:
+
+- **channels**: colour -> grey with the ITU-R BT.601 weights for a 1-channel model; grey -> three
+  equal channels for a 3-channel model.
+- **size** (``size="train"``, the default for checkpoints): every frame is resized to the training
+  frame size the checkpoint records, 64×64 (Moving MNIST) when it records none. A CrevNet is fully
+  convolutional and accepts any H×W that divides by its encoder's total downsampling, but it only
+  predicts well at the scale it was trained on, so resizing to the training size is the default.
+  ``size="keep"`` keeps the clip's size, rounded to the nearest multiple of the downsampling
+  factor; ``size=(H, W)`` asks for a size. Shrinking uses area averaging, enlarging bilinear.
+- **context**: the last ``context`` frames of the clip are observed (default: the context the model
+  was trained with); a shorter clip is an error.
+
+:func:`main` tells the user what was changed in one line on stderr, e.g.
+``crevnet predict: clip.mp4: 30 frames 96×128 RGB -> resized 96×128 -> 64×64 (H×W), converted RGB ->
+grey; context = last 10 frames``. The output holds the ``horizon`` predicted frames, clipped to
+[0, 1] (``--with-context`` puts the observed frames first in ``.gif``/``.mp4``/``.npy``; a ``.png``
+contact sheet always shows a context row and a prediction row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from crevnet.checkpoint import DEFAULT_FRAME_SIZE, LoadedModel, load_model
+from crevnet.errors import DataError
+from crevnet.evaluate import resolve_device
+from crevnet.nn.model import CrevNet
+
+__all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_clip", "write_prediction"]
+
+OUTPUT_SUFFIXES = (".gif", ".mp4", ".png", ".npy")
+"""Formats ``crevnet predict --out`` writes."""
+
+_GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma of RGB, as crevnet.data.video uses
+_CHANNEL_NAMES = {1: "grey", 3: "RGB"}
+
+Size = str | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    """The frames fed to the model, and what was done to the input to get them.
+
+    Attributes:
+        context: the observed frames, float32 in [0, 1].
+        notes: human-readable changes, e.g. ``("resized 96×128 -> 64×64 (H×W)",)``.
+        summary: one line describing the input and every change.
+
+    Shape:
+        context: (K, C, H, W) with C and H×W as the model expects.
+    """
+
+    context: torch.Tensor
+    notes: tuple[str, ...]
+    summary: str
+
+
+def _channels_name(c: int) -> str:
+    return _CHANNEL_NAMES.get(c, f"{c}-channel")
+
+
+def _target_size(size: Size, height: int, width: int, factor: int) -> tuple[int, int]:
+    if size == "keep":
+        return max(factor, factor * round(height / factor)), max(factor, factor * round(width / factor))
+    if isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        if size[0] % factor or size[1] % factor:
+            raise DataError(
+                f"--size {size[0]}x{size[1]}: height and width must be multiples of {factor} (the "
+                "encoder's total downsampling)"
+            )
+        return size
+    raise DataError(f"--size {size!r}: expected 'train', 'keep' or HxW (e.g. 64x64)")
+
+
+def parse_size(text: str) -> Size:
+    """Parse ``--size``: ``train``, ``keep`` or ``HxW`` (``64x64``)."""
+    if text in ("train", "keep"):
+        return text
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise DataError(f"--size {text!r}: expected 'train', 'keep' or HxW with positive integers (e.g. 64x64)")
+
+
+def prepare_clip(
+    clip: torch.Tensor,
+    in_channels: int,
+    factor: int,
+    size: tuple[int, int] | str,
+    context: int,
+    window: int = 1,
+    name: str = "clip",
+) -> PreparedClip:
+    """Convert a clip to the model's channels and frame size and keep its last ``context`` frames.
+
+    Args:
+        clip: frames in [0, 1] (a float tensor; uint8 is divided by 255).
+        in_channels: channels the model expects (1 or 3).
+        factor: the encoder's total downsampling (H and W must divide by it).
+        size: target (H, W), or "keep" (the clip's size rounded to a multiple of ``factor``).
+        context: observed frames to keep (the clip's last ones).
+        window: the model's window: ``context`` must be at least this.
+        name: the clip's name in messages.
+
+    Returns:
+        The prepared context frames and a description of the changes.
+
+    Raises:
+        DataError: not a (T, C, H, W) tensor with C in {1, 3}, a clip shorter than ``context``,
+            ``context`` < ``window``, or a size that the encoder cannot take.
+
+    Shape:
+        clip: (T, C, H, W) -> context (context, in_channels, H', W')
+    """
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[1] not in (1, 3):
+        shape = tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
+        raise DataError(f"{name}: got {shape}; expected a (T, C, H, W) tensor with C = 1 or 3")
+    if min(clip.shape) == 0:
+        raise DataError(f"{name}: empty clip of shape {tuple(clip.shape)}")
+    if context < window:
+        raise DataError(f"--context {context}: the model needs at least {window} observed frame(s)")
+    t, c, h, w = clip.shape
+    if t < context:
+        raise DataError(
+            f"{name}: {t} frame(s), too short: the model observes {context} frames before predicting "
+            f"(give a longer clip, or --context K with {window} <= K <= {t})"
+        )
+    frames = clip[-context:]
+    frames = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+    if not bool(torch.isfinite(frames).all()) or frames.min() < 0 or frames.max() > 1:
+        raise DataError(f"{name}: values must be finite and in [0, 1] (or uint8 0..255)")
+    notes: list[str] = []
+    target = _target_size(size, h, w, factor)
+    if target != (h, w):
+        shrink = target[0] <= h and target[1] <= w
+        frames = F.interpolate(
+            frames,
+            size=target,
+            mode="area" if shrink else "bilinear",
+            align_corners=None if shrink else False,
+        ).clamp(0.0, 1.0)
+        notes.append(f"resized {h}×{w} -> {target[0]}×{target[1]} (H×W)")
+    if c != in_channels:
+        if in_channels == 1:
+            weights = frames.new_tensor(_GREY_WEIGHTS).view(1, 3, 1, 1)
+            frames = (frames * weights).sum(1, keepdim=True)
+        elif c == 1:
+            frames = frames.expand(-1, in_channels, -1, -1)
+        else:
+            raise DataError(f"{name}: {c} channels; the model takes {in_channels}")
+        notes.append(f"converted {_channels_name(c)} -> {_channels_name(in_channels)}")
+    described = f"{name}: {t} frames {h}×{w} {_channels_name(c)}"
+    changes = ", ".join(notes) if notes else "used as they are"
+    summary = f"{described} -> {changes}; context = last {context} frames"
+    return PreparedClip(frames.contiguous(), tuple(notes), summary)
+
+
+def _as_loaded(
+    model_or_ckpt: CrevNet | LoadedModel | str | os.PathLike[str], device: torch.device
+) -> LoadedModel:
+    if isinstance(model_or_ckpt, LoadedModel):
+        return model_or_ckpt
+    if isinstance(model_or_ckpt, CrevNet):
+        return LoadedModel(model_or_ckpt, model_or_ckpt.config, {"context": 10, "frame_size": None})
+    return load_model(model_or_ckpt, map_location=device)
+
+
+def predict_clip(
+    model_or_ckpt: CrevNet | LoadedModel | str | os.PathLike[str],
+    clip: torch.Tensor | str | os.PathLike[str],
+    horizon: int,
+    context: int | None = None,
+    size: Size | None = None,
+    device: str | torch.device = "cpu",
+    return_prepared: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, PreparedClip]:
+    """Predict the ``horizon`` frames that follow a clip.
+
+    Args:
+        model_or_ckpt: a model, a :class:`~crevnet.checkpoint.LoadedModel` or a checkpoint path.
+        clip: a (T, C, H, W) tensor in [0, 1] or a path :func:`crevnet.data.video.read_clip` reads.
+        horizon: frames to predict (>= 1).
+        context: observed frames, the clip's last ones (default: the checkpoint's training context;
+            10 for a bare model).
+        size: "train" (the checkpoint's training frame size, 64×64 when not recorded; the default
+            for checkpoints), "keep" (the clip's size rounded to a multiple of the encoder's
+            downsampling; the default for a bare model) or (H, W).
+        device: where the model runs ("cpu", "cuda", "auto").
+        return_prepared: also return the :class:`PreparedClip` (the frames fed and the changes).
+
+    Returns:
+        The predicted frames, float32 in [0, 1] on the CPU, with the model's channels and the
+        prepared frame size (and the prepared clip when ``return_prepared``).
+
+    Raises:
+        DataError: unreadable clip, too short for the context, bad horizon or size.
+        CheckpointError: a bad checkpoint path.
+
+    Shape:
+        clip: (T, C, H, W) -> (horizon, C', H', W')
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise DataError(f"--horizon {horizon!r}: expected a positive number of frames to predict")
+    dev = resolve_device(device)
+    loaded = _as_loaded(model_or_ckpt, dev)
+    if isinstance(clip, (str, os.PathLike)):
+        from crevnet.data.video import read_clip
+
+        name = str(clip)
+        clip = read_clip(clip)
+    else:
+        name = "clip"
+    config = loaded.config
+    if size is None:
+        size = "keep" if isinstance(model_or_ckpt, CrevNet) else "train"
+    if size == "train":
+        recorded = loaded.meta.get("frame_size") or DEFAULT_FRAME_SIZE
+        size = (int(recorded[0]), int(recorded[1]))
+    k = int(loaded.meta.get("context") or 10) if context is None else context
+    prepared = prepare_clip(
+        clip, config.encoder.in_channels, config.encoder.downsample, size, k, config.window, name
+    )
+    model = loaded.model.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
+    finally:
+        model.train(was_training)
+    pred = pred.float().cpu().clamp(0.0, 1.0)
+    return (pred, prepared) if return_prepared else pred
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DataError(
+            f"--out {path}: unknown output type {path.suffix or '(none)'!r}; expected one of "
+            f"{', '.join(OUTPUT_SUFFIXES)}"
+        )
+
+
+def write_prediction(
+    prediction: torch.Tensor,
+    path: str | os.PathLike[str],
+    context: torch.Tensor | None = None,
+    with_context: bool = False,
+    fps: float = 4,
+) -> Path:
+    """Write predicted frames as ``.gif``, ``.mp4``, ``.png`` (contact sheet) or ``.npy``, atomically.
+
+    Args:
+        prediction: the predicted frames in [0, 1].
+        path: the output file; its suffix picks the format.
+        context: the observed frames (needed for ``with_context`` and drawn as a row in ``.png``).
+        with_context: put the context frames before the prediction (``.gif``, ``.mp4``, ``.npy``).
+        fps: frame rate of ``.gif`` / ``.mp4``.
+
+    Raises:
+        DataError: unknown suffix.
+
+    Shape:
+        prediction: (horizon, C, H, W); context: (K, C, H, W).
+    """
+    from crevnet.data.video import write_contact_sheet, write_gif, write_mp4, write_npy
+
+    path = Path(path)
+    _check_output(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        rows = [("prediction", prediction)]
+        if context is not None:
+            rows.insert(0, ("context", context))
+        return write_contact_sheet(rows, path)
+    frames = torch.cat((context, prediction)) if with_context and context is not None else prediction
+    if suffix == ".npy":
+        return write_npy(frames.float().numpy(), path)
+    if suffix == ".gif":
+        return write_gif(frames, path, fps=fps)
+    return write_mp4(frames, path, fps=fps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``crevnet predict`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="crevnet predict",
+        description="Predict the frames that follow a clip (.npy/.npz, .mp4/.avi/.mov/.mkv, .gif or a "
+        "folder of images) and write them as .gif, .mp4, .png (contact sheet) or .npy.",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt)")
+    parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
+    parser.add_argument("--horizon", type=int, required=True, help="number of frames to predict")
+    parser.add_argument("--out", required=True, help="output file: .gif, .mp4, .png or .npy")
+    parser.add_argument(
+        "--context", type=int, default=None, help="observed frames (default: what the model was trained with)"
+    )
+    parser.add_argument(
+        "--size",
+        default="train",
+        help="frame size fed to the model: 'train' (the training size, default), 'keep' (the clip's, "
+        "rounded to a multiple of the encoder's downsampling) or HxW",
+    )
+    parser.add_argument("--with-context", action="store_true", help="put the observed frames first")
+    parser.add_argument("--fps", type=float, default=4, help="frame rate of .gif / .mp4 (default 4)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``crevnet predict``; returns the exit status (errors are raised for the dispatcher)."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    out = Path(args.out)
+    _check_output(out)  # before the slow parts
+    size = parse_size(args.size)
+    if args.horizon < 1:
+        raise DataError(f"--horizon {args.horizon}: expected a positive number of frames to predict")
+    device = resolve_device(args.device)
+    loaded = load_model(args.ckpt, map_location=device)
+    pred, prepared = predict_clip(
+        loaded, args.input, args.horizon, args.context, size, device, return_prepared=True
+    )
+    print(f"crevnet predict: {prepared.summary}", file=sys.stderr)
+    write_prediction(pred, out, prepared.context, args.with_context, args.fps)
+    print(f"wrote {out} ({len(pred)} predicted frames)")
+    return 0
