@@ -1,0 +1,291 @@
+"""``CrevNetModule``: the thin LightningModule around the pure :class:`crevnet.nn.CrevNet`.
+
+It holds no model code: the loss is ``CrevNet.loss`` (the paper's summed per-window MSE), validation
+and test predictions are ``CrevNet.predict`` and the metrics come from :mod:`crevnet.metrics`. What it
+adds is training glue: Adam, the learning-rate schedule and the scheduled-sampling curriculum as
+functions of training progress, logging, and a check that a checkpoint belongs to the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from crevnet.errors import CheckpointError
+from crevnet.metrics import frame_mse, frame_ssim
+from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
+from crevnet.train.schedule import LRSchedule, SamplingCurriculum
+
+__all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
+
+
+def config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
+    """The model config as nested plain dicts / lists (safe for ``torch.load(weights_only=True)``)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``"key: checkpoint a, config b"`` for every (nested) key whose values differ."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: checkpoint {a!r}, config {b!r}")
+    return diffs
+
+
+class CrevNetModule(L.LightningModule):
+    """Train, validate and test a :class:`~crevnet.nn.CrevNet` on videos (B, T, C, H, W) in [0, 1].
+
+    Args:
+        net: the model (``model.net`` in the YAML configs).
+        lr: Adam's base learning rate (paper: 5e-4).
+        betas: Adam's betas.
+        weight_decay: decoupled weight decay (AdamW) when > 0; plain Adam otherwise.
+        schedule: learning-rate schedule; the default is the paper's ×0.2 step at 5/6 of training.
+        sampling: scheduled-sampling curriculum; the default is the paper's 100% teacher forcing.
+        context: frames given to the model at validation/test time (and always ground truth in
+            training); the rest of each clip is predicted.
+        total_steps: optimizer steps that define progress 1.0; default ``trainer.max_steps`` (or the
+            steps of ``max_epochs``).
+        time_progress: when the trainer has ``max_time``, let progress be the larger of the step and
+            the wall-time fractions, so a time-boxed run reaches the end of its schedules.
+        seed: seeds the scheduled-sampling draws (with the step and the rank, so a resumed run draws
+            the same numbers).
+
+    Shape:
+        batch: (B, T, C, H, W) with T > context.
+    """
+
+    def __init__(
+        self,
+        net: CrevNetConfig,
+        lr: float = 5e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        schedule: LRSchedule | None = None,
+        sampling: SamplingCurriculum | None = None,
+        context: int = 10,
+        total_steps: int | None = None,
+        time_progress: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(net, Mapping):  # from a checkpoint's hyperparameters
+            net = CrevNetConfig.from_dict(net, source="checkpoint hyperparameters")
+        if isinstance(schedule, Mapping):
+            schedule = LRSchedule(**schedule)
+        if isinstance(sampling, Mapping):
+            sampling = SamplingCurriculum(**sampling)
+        if not isinstance(net, CrevNetConfig):
+            raise TypeError(f"CrevNetModule: net must be a CrevNetConfig, got {type(net).__name__}")
+        if not lr > 0:
+            raise ValueError(f"CrevNetModule: lr must be > 0, got {lr}")
+        if context < net.window:
+            raise ValueError(f"CrevNetModule: context must be >= window ({net.window}), got {context}")
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"CrevNetModule: total_steps must be >= 1, got {total_steps}")
+        self.schedule = schedule or LRSchedule()
+        self.sampling = sampling or SamplingCurriculum()
+        # Hyperparameters are stored as plain containers so checkpoints load with weights_only=True.
+        self.save_hyperparameters(
+            {
+                "net": config_to_dict(net),
+                "lr": lr,
+                "betas": list(betas),
+                "weight_decay": weight_decay,
+                "schedule": dataclasses.asdict(self.schedule),
+                "sampling": dataclasses.asdict(self.sampling),
+                "context": context,
+                "total_steps": total_steps,
+                "time_progress": time_progress,
+                "seed": seed,
+            }
+        )
+        self.net = CrevNet(net)
+        self.context = context
+        self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
+        self._fit_started: float | None = None
+
+    # -- progress ---------------------------------------------------------------------------------
+    def train_seconds(self) -> float:
+        """Wall-clock seconds spent in ``fit`` so far, including runs this one resumed."""
+        now = time.monotonic()
+        return self._elapsed_before + (0.0 if self._fit_started is None else now - self._fit_started)
+
+    def _total_steps(self) -> int | None:
+        if self.hparams.total_steps is not None:
+            return int(self.hparams.total_steps)
+        trainer = self._trainer
+        if trainer is None:
+            return None
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        total = trainer.estimated_stepping_batches
+        return int(total) if math.isfinite(total) else None
+
+    def _max_seconds(self) -> float | None:
+        trainer = self._trainer
+        if trainer is None or not self.hparams.time_progress:
+            return None
+        for callback in trainer.callbacks:
+            duration = getattr(callback, "_duration", None)
+            if type(callback).__name__ == "Timer" and duration:
+                return float(duration)
+        return None
+
+    def progress(self, step: int | None = None) -> float:
+        """Fraction of training done, in [0, 1] (see ``total_steps`` and ``time_progress``)."""
+        step = self.global_step if step is None else step
+        fractions = [0.0]
+        total = self._total_steps()
+        if total:
+            fractions.append(step / total)
+        seconds = self._max_seconds()
+        if seconds:
+            fractions.append(self.train_seconds() / seconds)
+        return min(max(fractions), 1.0)
+
+    # -- training ---------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Start the wall clock used by :meth:`progress` and stored in checkpoints."""
+        self._fit_started = time.monotonic()
+
+    def on_fit_end(self) -> None:
+        """Fold this run's time into the total."""
+        self._elapsed_before = self.train_seconds()
+        self._fit_started = None
+
+    def _sampling_generator(self) -> torch.Generator:
+        gen = torch.Generator()
+        gen.manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_step * 97 + self.global_rank)
+        return gen
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """The paper's loss (``CrevNet.loss``) with the current sampling probability."""
+        del batch_idx
+        prob = self.sampling.probability(self.progress())
+        loss = self.net.loss(
+            batch, sampling_prob=prob, context=self.context, generator=self._sampling_generator()
+        )
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
+        self.log("train/sampling_prob", prob, batch_size=batch.shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch.shape[0])
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam (AdamW with weight decay) and a per-step ``LambdaLR`` following :attr:`schedule`."""
+        hp = self.hparams
+        cls = torch.optim.AdamW if hp.weight_decay > 0 else torch.optim.Adam
+        optimizer = cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        schedule = self.schedule
+        module = self
+
+        def factor(step: int) -> float:
+            return schedule.factor(step, module.progress(step))
+
+        scheduler = LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def predict_future(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict frames ``context ..`` of ``video`` from its first ``context`` frames.
+
+        Returns:
+            ``(pred, target)``, both (B, T - context, C, H, W).
+        """
+        horizon = video.shape[1] - self.context
+        if horizon < 1:
+            raise ValueError(
+                f"CrevNetModule: clips need more than context={self.context} frames, got {video.shape[1]}"
+            )
+        with torch.no_grad():
+            pred = self.net.predict(video[:, : self.context], horizon)
+        return pred, video[:, self.context :]
+
+    def reconstruction_error(self, video: torch.Tensor) -> torch.Tensor:
+        """max |x − D(E(x))| over ``video``'s frames or windows: float rounding only, for a bijection."""
+        encoder = self.net.encoder
+        if self.net.config.encoder.dims == 3:
+            x = (
+                sliding_windows(video, self.net.config.window).flatten(0, 1).transpose(1, 2)
+            )  # (M, C, W, H, W)
+        else:
+            x = video.flatten(0, 1)  # (B·T, C, H, W)
+        with torch.no_grad():
+            back = encoder.inverse(encoder(x))
+        return (back - x).abs().max()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """Teacher-forced loss, free-running MSE/SSIM, and on the first batch the reconstruction error."""
+        b = batch.shape[0]
+        self.log("val/loss", self.net.loss(batch, context=self.context), batch_size=b, sync_dist=True)
+        pred, target = self.predict_future(batch)
+        self.log("val/mse", frame_mse(pred, target).mean(), prog_bar=True, batch_size=b, sync_dist=True)
+        if batch_idx == 0:
+            self.log("val/recon_max_abs", self.reconstruction_error(batch), batch_size=b, sync_dist=True)
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """Free-running MSE and SSIM under ``test/<set name>/``."""
+        del batch_idx
+        name = self._test_set_name()
+        b = batch.shape[0]
+        pred, target = self.predict_future(batch)
+        self.log(f"test/{name}/mse", frame_mse(pred, target).mean(), batch_size=b, sync_dist=True)
+        self.log(f"test/{name}/ssim", frame_ssim(pred, target).mean(), batch_size=b, sync_dist=True)
+
+    def _test_set_name(self) -> str:
+        # "surrogate", "standard" or the file's stem: short metric keys that still say which set it was.
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        test = getattr(datamodule, "test_data", None)
+        if test is None:
+            return "test"
+        if getattr(test, "is_surrogate", False):
+            return "surrogate"
+        path = getattr(test, "path", None)
+        if path is None:
+            return "test"
+        from crevnet.data.testset import STANDARD_FILE
+
+        return "standard" if path.name == STANDARD_FILE else path.stem
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the training wall time so learning curves and time-based schedules survive a resume."""
+        checkpoint["crevnet"] = {"train_seconds": self.train_seconds(), "format": 1}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model config, naming the differing keys.
+
+        Raises:
+            CheckpointError: the checkpoint's ``net`` differs from this module's, or is absent.
+        """
+        saved = checkpoint.get("hyper_parameters", {}).get("net")
+        if not isinstance(saved, Mapping):
+            raise CheckpointError(
+                "checkpoint has no 'net' hyperparameters; expected one written by crevnet fit"
+            )
+        diffs = config_diff(saved, self.hparams.net)
+        if diffs:
+            raise CheckpointError(
+                "checkpoint was trained with a different model config (model.net): " + "; ".join(diffs)
+            )
+        extra = checkpoint.get("crevnet", {})
+        self._elapsed_before = float(extra.get("train_seconds", 0.0))
