@@ -1,25 +1,50 @@
 """Pure-PyTorch building blocks of CrevNet. Never imports lightning, wandb or OpenCV."""
 
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
+from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.coupling import AdditiveCoupling, RevNetCoupling, merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import ReversibleStep, SavedTensorCounter, reversible_chain
+from crevnet.nn.model import CrevNet, CrevNetConfig, load_config, sliding_windows
+from crevnet.nn.predictor import (
+    AdditiveUpdate,
+    ConvexUpdate,
+    ConvSigmoidGate,
+    PredictorConfig,
+    PredictorState,
+    ReversiblePredictor,
+    TwoConvGate,
+)
 from crevnet.nn.reshape import SpaceToDepth, depth_to_space, space_to_depth
 
 __all__ = [
     "AdditiveCoupling",
+    "AdditiveUpdate",
+    "ConvLSTMCell",
+    "ConvSigmoidGate",
+    "ConvexUpdate",
+    "CrevNet",
+    "CrevNetConfig",
     "Encoder",
     "EncoderConfig",
     "IRevNetBlock",
+    "LSTMState",
+    "PredictorConfig",
+    "PredictorState",
     "ResidualFunction",
     "RevNetCoupling",
+    "ReversiblePredictor",
     "ReversibleStep",
     "SavedTensorCounter",
     "SpaceToDepth",
+    "SpatioTemporalLSTMCell",
+    "TwoConvGate",
     "depth_to_space",
+    "load_config",
     "make_norm",
     "merge_halves",
     "reversible_chain",
+    "sliding_windows",
     "space_to_depth",
     "split_halves",
 ]

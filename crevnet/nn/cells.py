@@ -55,9 +55,7 @@ def _zeros_like_grid(x: torch.Tensor, channels: int) -> torch.Tensor:
 def _check_input(x: torch.Tensor, dims: int, channels: int, who: str) -> None:
     if x.dim() != dims + 2 or x.shape[1] != channels:
         layout = "(B, C, T, H, W)" if dims == 3 else "(B, C, H, W)"
-        raise ValueError(
-            f"{who} expects input {layout} with C = {channels}, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{who} expects input {layout} with C = {channels}, got shape {tuple(x.shape)}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -79,9 +77,7 @@ class ConvLSTMCell(nn.Module):
 
     uses_memory = False
 
-    def __init__(
-        self, dims: int, in_channels: int, hidden_channels: int, kernel_size: int = 3
-    ) -> None:
+    def __init__(self, dims: int, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         _check_kernel(kernel_size)
         conv = conv_class(dims)
@@ -137,9 +133,7 @@ class SpatioTemporalLSTMCell(nn.Module):
 
     uses_memory = True
 
-    def __init__(
-        self, dims: int, in_channels: int, hidden_channels: int, kernel_size: int = 3
-    ) -> None:
+    def __init__(self, dims: int, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         _check_kernel(kernel_size)
         conv = conv_class(dims)
@@ -174,4 +168,3 @@ class SpatioTemporalLSTMCell(nn.Module):
         o = torch.sigmoid(self.conv_o(torch.cat((x, h, cm), 1)))
         h_new = o * torch.tanh(self.conv_h(cm))
         return LSTMState(h_new, c_new), m_new
-

@@ -78,9 +78,7 @@ class PredictorConfig:
         for name, table in (("cell", _CELLS), ("gate", _GATES), ("update", _UPDATES)):
             value = getattr(self, name)
             if value not in table:
-                raise ValueError(
-                    f"PredictorConfig.{name} must be one of {sorted(table)}, got {value!r}"
-                )
+                raise ValueError(f"PredictorConfig.{name} must be one of {sorted(table)}, got {value!r}")
 
 
 class PredictorState(NamedTuple):
@@ -215,9 +213,7 @@ class ReversiblePredictor(nn.Module):
         """
         self._check(z, "forward")
         x1, x2 = split_halves(z)
-        cells: list[LSTMState | None] = (
-            [None] * len(self.cells) if state is None else list(state.cells)
-        )
+        cells: list[LSTMState | None] = [None] * len(self.cells) if state is None else list(state.cells)
         if len(cells) != len(self.cells):
             raise ValueError(
                 f"PredictorState has {len(cells)} layer states, the predictor has {len(self.cells)}"
@@ -246,8 +242,7 @@ class ReversiblePredictor(nn.Module):
         self._check(z_out, "inverse")
         if len(state.cells) != len(self.cells):
             raise ValueError(
-                f"PredictorState has {len(state.cells)} layer states, "
-                f"the predictor has {len(self.cells)}"
+                f"PredictorState has {len(state.cells)} layer states, the predictor has {len(self.cells)}"
             )
         x1, x2 = split_halves(z_out)
         for gate, s in zip(reversed(self.gates), reversed(state.cells), strict=True):

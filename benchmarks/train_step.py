@@ -1,0 +1,176 @@
+"""Time one CrevNet training step (forward + backward + Adam) and compare it with an fp32 matmul.
+
+Prints ONE JSON object. ``achieved_gflops = 6 · gmac_per_sample · batch / step_s_median``: a training
+step is counted as 3× the forward FLOPs (backward ≈ 2× forward) and a MAC as 2 FLOPs, where
+``gmac_per_sample`` is counted by ``torch.utils.flop_counter.FlopCounterMode`` over one training
+forward (all transitions: encode + RPM + decode) of a batch of 1. The recomputation done by the
+memory-saving backward is not counted (it is work on top of the useful FLOPs). ``matmul_peak_gflops``
+is the best of a few fp32 ``n×n`` matmuls in the same process with the same thread count.
+
+Example::
+
+    python benchmarks/train_step.py --config configs/mmnist_crevnet3d.yaml --batch 8 --threads 2 \
+        --memory-saving --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from crevnet.nn import CrevNet, load_config
+
+
+def matmul_peak_gflops(n: int = 1024, reps: int = 8, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of ``reps`` n×n matmuls (2·n³ FLOPs each)."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def conv_peak_gflops(reps: int = 8) -> float:
+    """Best GFLOP/s of a large oneDNN 3×3 Conv2d forward (256 -> 256 channels, 8×256×16×16).
+
+    On CPUs where MKL's sgemm is slow (AMD without AVX-512) oneDNN's own kernels are the better
+    yardstick of what a conv network can reach; reported next to the matmul figure.
+    """
+    x = torch.randn(8, 256, 16, 16)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
+    flops = 2 * 8 * 256 * 256 * 9 * 16 * 16
+    best = float("inf")
+    with torch.no_grad():
+        conv(x)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
+
+
+def count_gmac(model: CrevNet, frames: int, size: int) -> float:
+    """MACs of one training forward of one sample, in units of 1e9."""
+    c = model.config.encoder.in_channels
+    video = torch.rand(1, frames, c, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model.loss(video)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML with a model: net: section")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64, help="frame height = width")
+    parser.add_argument(
+        "--memory-saving",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reversible encoder backward (default: the config's value)",
+    )
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the predictor")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cpu = _cpu_name()
+    torch.manual_seed(0)
+    cfg = load_config(args.config)
+    cfg = dataclasses.replace(
+        cfg,
+        encoder=dataclasses.replace(
+            cfg.encoder,
+            memory_saving=cfg.encoder.memory_saving if args.memory_saving is None else args.memory_saving,
+        ),
+        predictor=dataclasses.replace(cfg.predictor, bf16=args.bf16 or cfg.predictor.bf16),
+    )
+    model = CrevNet(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    # FLOPs do not depend on the backward mode; FlopCounterMode's module tracker cannot follow the
+    # memory-saving autograd.Function, so count on a plain-mode twin.
+    plain = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, memory_saving=False))
+    gmac = count_gmac(CrevNet(plain), args.frames, args.size)
+    peak = matmul_peak_gflops()
+    conv_peak = conv_peak_gflops()
+
+    c = cfg.encoder.in_channels
+    video = torch.rand(args.batch, args.frames, c, args.size, args.size)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    load_before = os.getloadavg()
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(video)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    step()  # warm-up: allocator, oneDNN primitive caches
+    times = [step() for _ in range(args.steps)]
+    if args.profile:
+        with torch.profiler.profile() as prof:
+            step()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        print(table, file=sys.stderr)
+    med = statistics.median(times)
+    achieved = 6 * gmac * args.batch / med
+    result = {
+        "config": args.config,
+        "batch": args.batch,
+        "threads": args.threads,
+        "frames": args.frames,
+        "size": args.size,
+        "params": params,
+        "gmac_per_sample": round(gmac, 4),
+        "step_s": [round(t, 3) for t in times],
+        "step_s_median": round(med, 3),
+        "achieved_gflops": round(achieved, 1),
+        "achieved_gflops_definition": "6 * gmac_per_sample * batch / step_s_median "
+        "(training step = 3x forward FLOPs, 1 MAC = 2 FLOPs)",
+        "matmul_peak_gflops": round(peak, 1),
+        "achieved_over_peak": round(achieved / peak, 3),
+        "conv_peak_gflops": round(conv_peak, 1),
+        "achieved_over_conv_peak": round(achieved / conv_peak, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "memory_saving": cfg.encoder.memory_saving,
+        "bf16": cfg.predictor.bf16,
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "cpu": cpu,
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,332 @@
+"""CrevNet: bijective encoder -> reversible predictive module -> the encoder run in inverse.
+
+Video is ``(B, T, C, H, W)`` in [0, 1] at every public boundary. The model advances one step at a time
+over *windows* of ``window`` consecutive frames (stride 1): the 3-D paper model sees 3-frame windows
+encoded with Conv3d, the 2-D model single frames (``window = 1``). Step ``s`` reads window ``s``
+(frames ``s .. s+window-1``) and predicts window ``s+1``; the newest slot of a predicted window is the
+next new frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from crevnet.nn.encoder import Encoder, EncoderConfig
+from crevnet.nn.predictor import PredictorConfig, PredictorState, ReversiblePredictor
+from crevnet.nn.reshape import check_divisible
+
+__all__ = ["CrevNet", "CrevNetConfig", "PredictorConfig", "load_config", "sliding_windows"]
+
+
+@dataclass(frozen=True)
+class CrevNetConfig:
+    """The whole model. Defaults: the paper's 3-D Moving MNIST CrevNet (4,997,444 parameters).
+
+    Attributes:
+        encoder: the bijective encoder; its last stage's channels set the RPM width.
+        predictor: the reversible predictive module.
+        window: frames per step: 3 for the 3-D model's sliding window, 1 for a 2-D encoder.
+    """
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # bijective autoencoder
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)  # RPM
+    window: int = 3  # frames per step (3-D: the encoder's T axis; 2-D: must be 1)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder, EncoderConfig):
+            raise TypeError(f"CrevNetConfig.encoder must be an EncoderConfig, got {self.encoder!r}")
+        if not isinstance(self.predictor, PredictorConfig):
+            raise TypeError(f"CrevNetConfig.predictor must be a PredictorConfig, got {self.predictor!r}")
+        if self.window < 1:
+            raise ValueError(f"CrevNetConfig.window must be >= 1, got {self.window}")
+        if self.encoder.dims == 2 and self.window != 1:
+            raise ValueError(
+                f"CrevNetConfig.window must be 1 for a 2-D encoder (one frame per step), got {self.window}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> CrevNetConfig:
+        """Build from the nested mapping of a YAML ``model: net:`` section.
+
+        Args:
+            data: ``{"encoder": {...}, "predictor": {...}, "window": int}``; missing keys take
+                their defaults.
+            source: name of the file (or other origin) used in error messages.
+
+        Raises:
+            ValueError: naming ``source`` and the key, for an unknown key or an invalid value.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: 'model: net:' must be a mapping, got {data!r}")
+        _check_keys(data, cls, f"{source}: model.net")
+        kwargs: dict[str, Any] = dict(data)
+        try:
+            for key, sub in (("encoder", EncoderConfig), ("predictor", PredictorConfig)):
+                if key in kwargs:
+                    value = kwargs[key]
+                    if not isinstance(value, Mapping):
+                        raise ValueError(f"model.net.{key} must be a mapping, got {value!r}")
+                    _check_keys(value, sub, f"{source}: model.net.{key}")
+                    kwargs[key] = sub(**value)
+            return cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            if str(err).startswith(source):
+                raise
+            raise ValueError(f"{source}: {err}") from err
+
+
+def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> CrevNetConfig:
+    """Read the model configuration from a YAML file (or its parsed mapping).
+
+    The file has the training CLI's layout, ``model: {net: {encoder: ..., predictor: ...,
+    window: ...}, ...}``; ``model: {class_path: ..., init_args: {net: ...}}`` is accepted too.
+
+    Raises:
+        FileNotFoundError: when the path does not exist.
+        ValueError: naming the file when ``model: net:`` is missing or holds an unknown key.
+    """
+    if isinstance(source, Mapping):
+        data: Any = source
+        name = "config mapping"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"model config not found: {path}")
+        import yaml  # only needed here; keeps `import crevnet.nn` light
+
+        with path.open() as fh:
+            data = yaml.safe_load(fh)
+        name = str(path)
+    model = data.get("model") if isinstance(data, Mapping) else None
+    if isinstance(model, Mapping) and isinstance(model.get("init_args"), Mapping):
+        model = model["init_args"]
+    if not isinstance(model, Mapping) or "net" not in model:
+        raise ValueError(
+            f"{name}: no 'model: net:' section (expected model: {{net: {{encoder: ..., "
+            f"predictor: ..., window: ...}}}})"
+        )
+    return CrevNetConfig.from_dict(model["net"], source=name)
+
+
+def sliding_windows(video: torch.Tensor, window: int) -> torch.Tensor:
+    """All windows of ``window`` consecutive frames, stride 1 (a view, no copy).
+
+    Shape:
+        (B, T, C, H, W) -> (B, T - window + 1, window, C, H, W)
+    """
+    return video.unfold(1, window, 1).permute(0, 1, 5, 2, 3, 4)  # (B, N, W, C, H, W)
+
+
+class CrevNet(nn.Module):
+    """CrevNet video predictor (Yu et al., ICLR 2020): encoder -> RPM -> ``encoder.inverse``.
+
+    Args:
+        config: the model; default the paper's 3-D Moving MNIST model.
+
+    Attributes:
+        encoder: :class:`~crevnet.nn.encoder.Encoder`; ``encoder(x)`` / ``encoder.inverse(z)`` on
+            its native layout ((B, C, T, H, W) windows in 3-D, (B, C, H, W) frames in 2-D).
+        predictor: :class:`~crevnet.nn.predictor.ReversiblePredictor` on the latent.
+    """
+
+    def __init__(self, config: CrevNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or CrevNetConfig()
+        self.encoder = Encoder(config.encoder)
+        self.predictor = ReversiblePredictor(
+            config.encoder.dims, config.encoder.channels[-1], config.predictor
+        )
+
+    @classmethod
+    def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any]) -> CrevNet:
+        """Build the model from the ``model: net:`` section of a YAML config (path or parsed dict).
+
+        Raises:
+            FileNotFoundError: when the path does not exist.
+            ValueError: naming the file when the section is missing or a key is unknown.
+        """
+        return cls(load_config(source))
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _encode(self, windows: torch.Tensor) -> torch.Tensor:
+        # (M, W, C, H, W) -> latent (M, 2c, [W,] h, w)
+        if self.config.encoder.dims == 3:
+            return self.encoder(windows.transpose(1, 2))  # (M, C, W, H, W)
+        return self.encoder(windows[:, 0])  # (M, C, H, W)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        # latent (M, 2c, [W,] h, w) -> (M, W, C, H, W)
+        x = self.encoder.inverse(z)
+        if self.config.encoder.dims == 3:
+            return x.transpose(1, 2)  # (M, W, C, H, W)
+        return x.unsqueeze(1)  # (M, 1, C, H, W)
+
+    def _check_video(self, video: torch.Tensor, who: str, what: str, min_frames: int) -> None:
+        cfg = self.config
+        if not isinstance(video, torch.Tensor) or not video.is_floating_point():
+            raise ValueError(f"{who}: {what} must be a floating-point tensor in [0, 1]")
+        if video.dim() != 5:
+            raise ValueError(f"{who}: {what} must be (B, T, C, H, W) (5-D), got shape {tuple(video.shape)}")
+        if video.shape[2] != cfg.encoder.in_channels:
+            raise ValueError(
+                f"{who}: {what} must have {cfg.encoder.in_channels} channel(s) on axis 2 "
+                f"(B, T, C, H, W), got shape {tuple(video.shape)}"
+            )
+        check_divisible(video.shape[3], video.shape[4], cfg.encoder.downsample, f"{who}: {what}")
+        if video.shape[1] < min_frames:
+            raise ValueError(
+                f"{who}: {what} needs at least {min_frames} frames (window = {cfg.window}), "
+                f"got {video.shape[1]}"
+            )
+
+    # -- training ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        video: torch.Tensor,
+        sampling_prob: float = 0.0,
+        context: int = 10,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training rollout over every window transition, with teacher forcing.
+
+        Step ``s = 0 .. S-1`` (``S = T - window``) feeds window ``s`` and predicts window ``s+1``.
+        With ``sampling_prob = 0`` every input is ground truth (the paper's 100% teacher forcing;
+        all windows are encoded and decoded in one batch). Scheduled sampling: for each sample and
+        each step whose input window holds a frame ``>= context`` (a step that is autoregressive at
+        inference), with probability ``sampling_prob`` the input is the model's own decoded
+        prediction of that window, its slots holding frames ``< context`` overwritten with ground
+        truth exactly as :meth:`predict` does. Gradients flow through the fed-back predictions.
+        With ``sampling_prob = 1`` the rollout equals :meth:`predict` on the first ``context``
+        frames.
+
+        Args:
+            video: frames in [0, 1].
+            sampling_prob: probability of feeding the model's own prediction, in [0, 1].
+            context: number of leading frames that are always ground truth.
+            generator: random generator for the sampling draws (its device is used for them).
+
+        Returns:
+            ``(pred, target)``, both (B, S, window, C, H, W): the decoded prediction of windows
+            1..S and the ground-truth windows 1..S. ``pred[:, :, -1]`` are frames
+            ``window .. T-1``.
+
+        Shape:
+            video: (B, T, C, H, W) with T >= window + 1 -> 2 × (B, T - window, window, C, H, W)
+        """
+        w = self.config.window
+        self._check_video(video, "CrevNet.forward", "video", w + 1)
+        if not 0.0 <= sampling_prob <= 1.0:
+            raise ValueError(f"CrevNet.forward: sampling_prob must be in [0, 1], got {sampling_prob}")
+        if context < 1:
+            raise ValueError(f"CrevNet.forward: context must be >= 1, got {context}")
+        windows = sliding_windows(video, w)  # (B, N, W, C, H, W)
+        b, n = windows.shape[:2]
+        steps = n - 1
+        target = windows[:, 1:]
+        if sampling_prob == 0.0:
+            return self._teacher_forced(windows, steps), target
+        device = generator.device if generator is not None else video.device
+        draw = torch.rand((b, steps), generator=generator, device=device).to(video.device)
+        feed_back = draw < sampling_prob  # (B, S)
+        first_free = max(1, context - w + 1)  # first step whose input holds a frame >= context
+        state: PredictorState | None = None
+        prev: torch.Tensor | None = None
+        preds: list[torch.Tensor] = []
+        for s in range(steps):
+            x_in = windows[:, s]  # (B, W, C, H, W)
+            if prev is not None and s >= first_free:
+                known = min(max(context - s, 0), w)  # leading slots holding frames < context
+                fed = torch.cat((x_in[:, :known], prev[:, known:]), 1)
+                x_in = torch.where(feed_back[:, s].view(b, 1, 1, 1, 1), fed, x_in)
+            z, state = self.predictor(self._encode(x_in), state)
+            prev = self._decode(z)  # (B, W, C, H, W)
+            preds.append(prev)
+        return torch.stack(preds, 1), target
+
+    def _teacher_forced(self, windows: torch.Tensor, steps: int) -> torch.Tensor:
+        b = windows.shape[0]
+        inputs = windows[:, :steps].transpose(0, 1).flatten(0, 1)  # (S·B, W, C, H, W), step-major
+        z = self._encode(inputs).unflatten(0, (steps, b))  # (S, B, 2c, [W,] h, w)
+        state: PredictorState | None = None
+        outs = []
+        for s in range(steps):
+            z_s, state = self.predictor(z[s], state)
+            outs.append(z_s)
+        pred = self._decode(torch.cat(outs, 0))  # (S·B, W, C, H, W)
+        return pred.unflatten(0, (steps, b)).transpose(0, 1)  # (B, S, W, C, H, W)
+
+    def loss(
+        self,
+        video: torch.Tensor,
+        sampling_prob: float = 0.0,
+        context: int = 10,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The paper's training loss: MSE of each decoded window, summed over the transitions.
+
+        ``loss = Σ_s mean_{b, slot, c, y, x} (pred[b, s] − target[b, s])²`` over the ``S = T −
+        window`` transitions of :meth:`forward` (17 for 20 frames and 3-frame windows; 19 in 2-D):
+        the released code's ``Σ_s nn.MSELoss()(x_pred_s, x_s)``. Arguments as in :meth:`forward`.
+
+        Returns:
+            A scalar tensor.
+        """
+        pred, target = self(video, sampling_prob, context, generator)
+        return (pred - target).pow(2).mean(dim=(0, 2, 3, 4, 5)).sum()
+
+    # -- inference --------------------------------------------------------------------------------
+    def predict(self, context: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Predict ``horizon`` frames after ``context`` (run it under ``torch.no_grad()`` yourself).
+
+        The windows of the context (0 .. Tc − window) warm the recurrent states; the prediction
+        after the last one is the window ending at frame Tc. Then the model runs on its own decoded
+        windows, whose slots holding context frames are overwritten with ground truth (the paper's
+        rollout); the newest slot of each predicted window is the output frame.
+
+        Args:
+            context: the observed frames in [0, 1], at least ``window`` of them.
+            horizon: number of frames to predict, >= 1 (any length).
+
+        Returns:
+            Predicted frames Tc .. Tc + horizon − 1 (not clipped to [0, 1]).
+
+        Shape:
+            context: (B, Tc, C, H, W) -> (B, horizon, C, H, W)
+        """
+        w = self.config.window
+        self._check_video(context, "CrevNet.predict", "context", w)
+        if horizon < 1:
+            raise ValueError(f"CrevNet.predict: horizon must be >= 1, got {horizon}")
+        b, tc = context.shape[:2]
+        windows = sliding_windows(context, w)  # (B, Nw, W, C, H, W)
+        nw = windows.shape[1]
+        z = self._encode(windows.transpose(0, 1).flatten(0, 1)).unflatten(0, (nw, b))
+        state: PredictorState | None = None
+        for j in range(nw):
+            z_out, state = self.predictor(z[j], state)
+        frames: list[torch.Tensor] = []
+        for k in range(horizon):
+            pred = self._decode(z_out)  # frames tc-w+1+k .. tc+k, (B, W, C, H, W)
+            frames.append(pred[:, -1])
+            if k == horizon - 1:
+                break
+            known = max(w - 1 - k, 0)  # leading slots that hold context frames
+            if known:
+                pred = torch.cat((context[:, tc - known :], pred[:, known:]), 1)
+            z_out, state = self.predictor(self._encode(pred), state)
+        return torch.stack(frames, 1)

@@ -1,0 +1,124 @@
+"""Reversible predictive module: gate equations, conditional inverse, state, parameters."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from crevnet.nn.predictor import PredictorConfig, PredictorState, ReversiblePredictor
+
+VARIANTS = list(itertools.product(["st_lstm", "conv_lstm"], ["conv1x1", "two_conv"], ["convex", "additive"]))
+
+
+def _latent(dims: int, channels: int, batch: int = 2, seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    grid = (3, 4, 4) if dims == 3 else (4, 4)
+    return torch.randn(batch, 2 * channels, *grid, generator=g, dtype=dtype)
+
+
+def _rpm(dims: int, channels: int = 4, **kw) -> ReversiblePredictor:
+    torch.manual_seed(0)
+    return ReversiblePredictor(dims, channels, PredictorConfig(layers=3, **kw))
+
+
+@pytest.mark.parametrize(("cell", "gate", "update"), VARIANTS)
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_conditional_inverse(cell, gate, update, dims, dtype, atol) -> None:
+    rpm = _rpm(dims, cell=cell, gate=gate, update=update).to(dtype)
+    # a non-trivial incoming state: two earlier steps
+    _, state = rpm(_latent(dims, 4, seed=1, dtype=dtype))
+    _, state = rpm(_latent(dims, 4, seed=2, dtype=dtype), state)
+    z = _latent(dims, 4, seed=3, dtype=dtype)
+    with torch.no_grad():
+        z_out, new_state = rpm(z, state)
+        z_back = rpm.inverse(z_out, new_state)
+    assert z_out.shape == z.shape
+    assert (z_out - z).abs().max() > 1e-2  # the step really changed the latent
+    torch.testing.assert_close(z_back, z, rtol=0, atol=atol)
+
+
+def test_conditional_inverse_under_bf16_switch() -> None:
+    rpm = _rpm(3, bf16=True)
+    z = _latent(3, 4)
+    with torch.no_grad():
+        z_out, state = rpm(z)
+        torch.testing.assert_close(rpm.inverse(z_out, state), z, rtol=0, atol=1e-5)
+    assert z_out.dtype == torch.float32  # the update stays in the latent's dtype
+
+
+@pytest.mark.parametrize("update", ["convex", "additive"])
+def test_one_layer_update_equation(update: str) -> None:
+    rpm = ReversiblePredictor(2, 3, PredictorConfig(layers=1, update=update)).double()
+    z = _latent(2, 3, dtype=torch.float64)
+    z_out, state = rpm(z)
+    x1, x2 = z[:, :3], z[:, 3:]
+    h = state.cells[0].h
+    g = torch.sigmoid(rpm.gates[0].conv(h))
+    # the cell reads x1 only; with the same state it gives the same h
+    (h_ref, _), _ = rpm.cells[0](x1)
+    torch.testing.assert_close(h, h_ref)
+    x2_new = (1 - g) * x2 + g * h if update == "convex" else x2 + g * h
+    torch.testing.assert_close(z_out, torch.cat((x2_new, x1), 1))  # updated half, then swap
+
+
+def test_memory_zigzags_and_state_is_returned() -> None:
+    rpm = _rpm(2)
+    z = _latent(2, 4)
+    _, s1 = rpm(z)
+    assert isinstance(s1, PredictorState) and len(s1.cells) == 3
+    assert s1.memory is not None and s1.memory.shape == (2, 4, 4, 4)
+    # the incoming memory reaches the first layer: changing it changes the output
+    z2a, _ = rpm(z, s1)
+    z2b, _ = rpm(z, PredictorState(s1.cells, torch.zeros_like(s1.memory)))
+    assert (z2a - z2b).abs().max() > 1e-6
+    # no state on the module: the same call twice gives the same result
+    torch.testing.assert_close(rpm(z, s1)[0], z2a)
+    # a ConvLSTM predictor has no memory
+    assert _rpm(2, cell="conv_lstm")(z)[1].memory is None
+
+
+def test_gradients_reach_every_parameter() -> None:
+    for gate in ("conv1x1", "two_conv"):
+        rpm = _rpm(3, gate=gate)
+        z, state = rpm(_latent(3, 4))
+        z, state = rpm(z, state)
+        (z.square().mean() + state.memory.mean()).backward()
+        for name, p in rpm.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_paper_rpm_parameter_count() -> None:
+    rpm = ReversiblePredictor(3, 32, PredictorConfig())
+    assert sum(p.numel() for p in rpm.parameters()) == 4_892_928
+    per_layer = 248_928 * 2 + 110_624 + 2_080 + 1_056
+    assert per_layer * 8 == 4_892_928
+    assert sum(p.numel() for p in rpm.cells[0].parameters()) + 1_056 == per_layer
+
+
+def test_batch_independence() -> None:
+    rpm = _rpm(3).eval()
+    z = _latent(3, 4, batch=4)
+    out4, s4 = rpm(z)
+    out1, s1 = rpm(z[1:2])
+    torch.testing.assert_close(out4[1:2], out1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(s4.memory[1:2], s1.memory, rtol=0, atol=1e-6)
+
+
+def test_errors() -> None:
+    rpm = _rpm(3)
+    with pytest.raises(ValueError, match="2C = 8"):
+        rpm(torch.zeros(1, 6, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"\(B, 2C, T, H, W\)"):
+        rpm(torch.zeros(1, 8, 4, 4))
+    _, state = rpm(_latent(3, 4))
+    with pytest.raises(ValueError, match="3 layer states, the predictor has 2"):
+        ReversiblePredictor(3, 4, PredictorConfig(layers=2))(_latent(3, 4), state)
+    with pytest.raises(ValueError, match=r"PredictorConfig\.gate must be one of"):
+        PredictorConfig(gate="attention")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="layers"):
+        PredictorConfig(layers=0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        PredictorConfig(kernel_size=4)
