@@ -32,7 +32,14 @@ from typing import Any
 import torch
 
 from crevnet.data.atomic import atomic_write_bytes
-from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
+from crevnet.data.paths import resolve_data_dir
+from crevnet.data.testset import (
+    STANDARD_FILE,
+    SURROGATE_SEED,
+    TestSet,
+    find_standard_file,
+    load_test_set,
+)
 from crevnet.errors import CrevnetError, DataError
 from crevnet.metrics import MetricAccumulator, copy_last_baseline, zeros_baseline
 from crevnet.nn.model import CrevNet
@@ -393,9 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt)")
     parser.add_argument(
         "--test-set",
-        default="surrogate",
+        default="auto",
         help="'standard' (mnist_test_seq.npy in the data dir), 'surrogate' (seeded, generated from the "
-        "MNIST test digits) or a (T, N, H, W) uint8 .npy file (default: surrogate)",
+        "MNIST test digits), a (T, N, H, W) uint8 .npy file, or 'auto' (default: standard where the "
+        "file is found, else surrogate)",
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sequences")
     parser.add_argument("--out", default=None, help="output folder (default: <ckpt folder>/eval_<ckpt name>)")
@@ -425,7 +433,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise DataError(f"--samples {args.samples}: expected 0 or more")
     device = resolve_device(args.device)
     loaded = load_model(args.ckpt, map_location=device)
-    test = load_test_set(args.test_set, args.data_dir, args.limit, args.seed)
+    spec = args.test_set
+    if spec == "auto":
+        spec = "standard" if find_standard_file(args.data_dir) is not None else "surrogate"
+        if spec == "surrogate":
+            print(
+                f"crevnet evaluate: {STANDARD_FILE} not found in {resolve_data_dir(args.data_dir)}; "
+                "using the surrogate test set",
+                file=sys.stderr,
+            )
+    test = load_test_set(spec, args.data_dir, args.limit, args.seed)
     context = loaded.meta["context"] if args.context is None else args.context
     horizon = int(test.videos.shape[1]) - context if args.horizon is None else args.horizon
     results = evaluate_model(

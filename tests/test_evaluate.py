@@ -199,14 +199,16 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
 def test_surrogate_test_set_is_named_as_such(
     files: dict[str, Path], mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["evaluate", "--ckpt", str(files["ckpt"]), "--test-set", "surrogate", "--limit", "2"]
-    argv += ["--data-dir", str(mnist_dir.parent), "--out", str(tmp_path), "--horizon", "2", "--samples", "1"]
-    code, out, err = _run(capsys, *argv, "--device", "cpu")
+    # No --test-set: "auto" falls back to the surrogate where mnist_test_seq.npy is absent, and says so.
+    argv = ["evaluate", "--ckpt", str(files["ckpt"]), "--limit", "2", "--data-dir", str(mnist_dir.parent)]
+    argv += ["--out", str(tmp_path), "--horizon", "2", "--samples", "1", "--device", "cpu"]
+    code, out, err = _run(capsys, *argv)
     assert code == 0, err
+    assert "mnist_test_seq.npy not found" in err and "using the surrogate test set" in err
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["surrogate"] is True and report["num_sequences"] == 2
     assert report["frame_size"] == [64, 64] and report["horizon"] == 2
-    assert "surrogate test set" in report["test_set"]
+    assert report["test_set"] == "surrogate test set (seed 1234, N=2)"
     assert "surrogate test set" in (tmp_path / "report.md").read_text()
     assert "surrogate test set" in out
 
