@@ -212,7 +212,8 @@ class CrevNet(nn.Module):
         prediction of that window, its slots holding frames ``< context`` overwritten with ground
         truth exactly as :meth:`predict` does. Gradients flow through the fed-back predictions.
         With ``sampling_prob = 1`` the rollout equals :meth:`predict` on the first ``context``
-        frames.
+        frames. With ``norm="batch"`` in the encoder, the teacher-forced path normalises over all
+        ``B·S`` windows at once (GroupNorm, the default, is per sample and unaffected).
 
         Args:
             video: frames in [0, 1].

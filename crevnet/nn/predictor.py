@@ -58,7 +58,9 @@ class PredictorConfig:
             g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2) with W1 1×1 and W2 k×k).
         update: "convex" (x2 ← (1−g)⊙x2 + g⊙h, paper) or "additive" (x2 ← x2 + g⊙h).
         bf16: run the cells and gates under bfloat16 autocast (the x2 update stays in the latent's
-            dtype, so the conditional inverse stays exact given the states).
+            dtype, so the conditional inverse stays exact given the states). Pays off only where
+            bf16 matmuls are fast (GPUs, CPUs with AMX or AVX512-BF16); on AVX2-only CPUs oneDNN
+            emulates bf16 and a conv runs tens of times slower than in fp32.
     """
 
     layers: int = 8  # cell + gate layers

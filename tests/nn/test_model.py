@@ -230,3 +230,23 @@ def test_lazy_top_level_export() -> None:
 
     assert crevnet.CrevNet is CrevNet
     assert crevnet.CrevNetConfig is CrevNetConfig
+
+
+@pytest.mark.parametrize("sampling_prob", [0.0, 0.5])
+def test_memory_saving_gives_the_same_loss_and_gradients(sampling_prob: float) -> None:
+    import dataclasses
+
+    cfg = TINY[3]
+    saving = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, memory_saving=True))
+    torch.manual_seed(0)
+    plain, mem = CrevNet(cfg).double(), CrevNet(saving).double()
+    mem.load_state_dict(plain.state_dict())
+    video = _video(t=7).double()
+    losses = []
+    for model in (plain, mem):
+        loss = model.loss(video, sampling_prob, context=4, generator=torch.Generator().manual_seed(1))
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=1e-12)
+    for (name, p), q in zip(plain.named_parameters(), mem.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-10, msg=name)
