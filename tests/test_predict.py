@@ -76,11 +76,20 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
+def _train_size(ckpt: Path) -> int:
+    """The frame size the checkpoint records (16: the clips of ``_fit_tiny``), else the 64 default."""
+    meta = load_model(ckpt).meta
+    assert meta["frame_size"] == ((16, 16) if meta["frame_size_recorded"] else (64, 64))
+    return meta["frame_size"][0]
+
+
 def _expected_from_rgb(ckpt: Path, grey: np.ndarray, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Independent conversion: equal RGB channels are the grey image; 128 -> 64 is a 2×2 block mean."""
+    """Independent conversion: equal RGB channels are the grey image; 128 -> s is an f×f block mean."""
+    s = _train_size(ckpt)
+    f = 128 // s
     frames = grey.astype(np.float64) / 255.0
-    small = frames.reshape(len(frames), 64, 2, 64, 2).mean(axis=(2, 4))[-CONTEXT:]  # (K, 64, 64)
-    context = torch.from_numpy(small).float()[:, None]  # (K, 1, 64, 64)
+    small = frames.reshape(len(frames), s, f, s, f).mean(axis=(2, 4))[-CONTEXT:]  # (K, s, s)
+    context = torch.from_numpy(small).float()[:, None]  # (K, 1, s, s)
     with torch.no_grad():
         pred = load_model(ckpt).model.predict(context[None], horizon)[0].clamp(0, 1)
     return context, pred
@@ -96,11 +105,12 @@ def test_cli_converts_tells_and_writes_npy(
     assert code == 0, err
     lines = err.strip().splitlines()
     assert len(lines) == 1
-    assert "resized 128×128 -> 64×64 (H×W)" in lines[0] and "converted RGB -> grey" in lines[0]
+    s = _train_size(ckpt)
+    assert f"resized 128×128 -> {s}×{s} (H×W)" in lines[0] and "converted RGB -> grey" in lines[0]
     assert f"context = last {CONTEXT} frames" in lines[0] and "5 frames" in lines[0]
     assert f"wrote {out}" in stdout
     got = np.load(out)
-    assert got.shape == (2, 1, 64, 64) and got.dtype == np.float32
+    assert got.shape == (2, 1, s, s) and got.dtype == np.float32
     _, expected = _expected_from_rgb(ckpt, grey, 2)
     np.testing.assert_allclose(got, expected.numpy(), atol=2e-5)
 
@@ -110,26 +120,27 @@ def test_cli_output_formats(
 ) -> None:
     clip, grey = rgb_clip
     context, expected = _expected_from_rgb(ckpt, grey, 3)
+    s = _train_size(ckpt)
     base = ["predict", "--ckpt", str(ckpt), "--input", str(clip), "--horizon", "3", "--device", "cpu"]
 
     assert _run(capsys, *base, "--out", str(tmp_path / "p.gif"))[0] == 0
     gif = read_clip(tmp_path / "p.gif", grayscale=True)
-    assert gif.shape == (3, 1, 64, 64)
+    assert gif.shape == (3, 1, s, s)
     assert (gif - expected).abs().max() <= 1.01 / 255  # 8-bit grey, exact up to rounding
 
     assert _run(capsys, *base, "--out", str(tmp_path / "p.mp4"))[0] == 0
     video = read_clip(tmp_path / "p.mp4", grayscale=True)
-    assert video.shape == (3, 1, 64, 64)
+    assert video.shape == (3, 1, s, s)
     assert (video - expected).abs().mean() < 0.1  # lossy codec
 
     assert _run(capsys, *base, "--out", str(tmp_path / "p.png"))[0] == 0
     with Image.open(tmp_path / "p.png") as sheet:
-        # Two rows (context, prediction) of 64×64 frames drawn at scale 2 with 2-pixel gaps.
-        assert sheet.size[1] == 2 + 2 * (128 + 2)
+        # Two rows (context, prediction) of s×s frames drawn at scale 2 with 2-pixel gaps.
+        assert sheet.size[1] == 2 + 2 * (2 * s + 2)
 
     assert _run(capsys, *base, "--out", str(tmp_path / "c.npy"), "--with-context")[0] == 0
     both = torch.from_numpy(np.load(tmp_path / "c.npy"))
-    assert both.shape == (CONTEXT + 3, 1, 64, 64)
+    assert both.shape == (CONTEXT + 3, 1, s, s)
     assert torch.allclose(both[:CONTEXT], context, atol=2e-6)
     assert torch.allclose(both[CONTEXT:], expected, atol=2e-5)
 
@@ -149,7 +160,8 @@ def test_folder_input_keep_size(ckpt: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_python_api(ckpt: Path) -> None:
-    clip = torch.rand(6, 1, 64, 64, generator=torch.Generator().manual_seed(2))
+    s = _train_size(ckpt)
+    clip = torch.rand(6, 1, s, s, generator=torch.Generator().manual_seed(2))
     loaded = load_model(ckpt)
     with torch.no_grad():
         expected = loaded.model.predict(clip[-CONTEXT:][None], 4)[0].clamp(0, 1)
@@ -157,7 +169,11 @@ def test_python_api(ckpt: Path) -> None:
     assert torch.equal(predict_clip(loaded, clip, 4), expected)
     pred, prepared = predict_clip(loaded, clip, 4, context=5, return_prepared=True)
     assert prepared.notes == () and torch.equal(prepared.context, clip[-5:])
-    assert pred.shape == (4, 1, 64, 64)
+    assert pred.shape == (4, 1, s, s)
+    with torch.no_grad():  # another size is resized to the training size
+        resized = loaded.model.predict(clip[None, -CONTEXT:], 1)[0].clamp(0, 1)
+    big = clip.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # 2×2 blocks: area-resize is exact
+    assert torch.allclose(predict_clip(loaded, big, 1), resized, atol=1e-6)
     # A bare model keeps the clip's size (a multiple of its downsampling) and observes 10 frames.
     bare = CrevNet(TINY).eval()
     odd = torch.rand(10, 3, 30, 46)
