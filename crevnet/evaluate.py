@@ -88,6 +88,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def _model_device(model: CrevNet) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _check_lengths(model: CrevNet, frames: int, context: int, horizon: int, source: str) -> None:
     window = model.config.window
     if context < window:
@@ -113,7 +117,7 @@ def evaluate_model(
     context: int = 10,
     horizon: int = 10,
     batch_size: int = 16,
-    device: str | torch.device = "auto",
+    device: str | torch.device | None = None,
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -123,12 +127,13 @@ def evaluate_model(
     predicted. The model runs in eval mode under ``torch.no_grad()`` (its mode is restored after).
 
     Args:
-        model: the network; it is moved to ``device``.
+        model: the network; it is moved to ``device`` when one is given.
         test_set: the sequences (see :func:`crevnet.data.load_test_set`).
         context: observed frames per sequence (>= the model's window).
         horizon: predicted frames per sequence.
         batch_size: sequences per forward pass.
-        device: "auto", "cpu", "cuda", ... (see :func:`resolve_device`).
+        device: "auto", "cpu", "cuda", ... (see :func:`resolve_device`); None keeps the model where
+            it is.
         limit: score only the first ``limit`` sequences (None: all).
         progress: show a tqdm progress bar on stderr (hidden when stderr is not a terminal).
 
@@ -153,7 +158,7 @@ def evaluate_model(
     videos = test_set.videos if limit is None else test_set.videos[:limit]
     frames = int(videos.shape[1])
     _check_lengths(model, frames, context, horizon, test_set.name)
-    dev = resolve_device(device)
+    dev = _model_device(model) if device is None else resolve_device(device)
     accumulators = {name: MetricAccumulator() for name in ("model", *BASELINES)}
     was_training = model.training
     model.to(dev).eval()
@@ -209,13 +214,16 @@ def collect_samples(
     context: int = 10,
     horizon: int = 10,
     num: int = 4,
-    device: str | torch.device = "auto",
+    device: str | torch.device | None = None,
 ) -> EvaluationSamples:
-    """Predict the first ``num`` sequences of ``test_set`` for the report's GIFs and contact sheet."""
+    """Predict the first ``num`` sequences of ``test_set`` for the report's GIFs and contact sheet.
+
+    ``device`` as in :func:`evaluate_model` (None: where the model is).
+    """
     num = max(1, min(num, len(test_set)))
     frames = int(test_set.videos.shape[1])
     _check_lengths(model, frames, context, horizon, test_set.name)
-    dev = resolve_device(device)
+    dev = _model_device(model) if device is None else resolve_device(device)
     clip = test_set.videos[:num].float() / 255.0  # (K, T, C, H, W)
     was_training = model.training
     model.to(dev).eval()

@@ -178,7 +178,8 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
     test = TestSet(videos, "fixture", False)
     model = load_model(files["ckpt"]).model
     one = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=1, device="cpu", progress=False)
-    four = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=4, device="cpu", progress=False)
+    four = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=4, progress=False)  # stays put
+    assert four["device"] == "cpu"
     for key in ("mse", "psnr", "ssim", "ssim_openstl"):
         assert one["model"][key] == pytest.approx(four["model"][key], rel=1e-6)
     limited = evaluate_model(model, test, CONTEXT, 2, batch_size=3, device="cpu", limit=2, progress=False)
