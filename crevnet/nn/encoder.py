@@ -6,6 +6,7 @@ the same weights: the inverse *is* the decoder, and nothing is lost (CrevNet, se
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,13 @@ from crevnet.nn.memory import ReversibleStep, reversible_chain
 from crevnet.nn.reshape import check_divisible, depth_to_space, space_to_depth
 
 __all__ = ["Encoder", "EncoderConfig"]
+
+
+def _full_precision(device: torch.device) -> AbstractContextManager[object]:
+    """Turn autocast off on ``device`` (a no-op where autocast does not exist, e.g. ``meta``)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode frames into the latent (two halves concatenated on the channel axis)."""
         self._check_input(x)
-        with torch.autocast(x.device.type, enabled=False):
+        with _full_precision(x.device):
             h = x.to(self._compute_dtype(x))
             for _ in range(self.config.init_downsample.bit_length() - 1):
                 h = space_to_depth(h)  # (B, 4C, [T,] H/2, W/2)
@@ -191,7 +199,7 @@ class Encoder(nn.Module):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a latent back into frames: the exact inverse of :meth:`forward`."""
         self._check_latent(z)
-        with torch.autocast(z.device.type, enabled=False):
+        with _full_precision(z.device):
             h = z.to(self._compute_dtype(z))
             if self.memory_saving:
                 h = reversible_chain(h, self._inverse_steps())

@@ -112,3 +112,11 @@ def test_half_precision_input_is_computed_in_fp32():
         back = enc.inverse(z)
     assert z.dtype == torch.float32 and back.dtype == torch.float32
     assert (back - x).abs().max() < 1e-5
+
+
+def test_runs_on_the_meta_device():
+    # Shape inference and FLOP counting without memory: autocast does not exist on `meta`.
+    enc = Encoder(TINY3D).to("meta")
+    z = enc(torch.empty(2, 1, 3, 16, 16, device="meta"))
+    assert z.shape == (2, 64, 3, 2, 2) and z.device.type == "meta"
+    assert enc.inverse(z).shape == (2, 1, 3, 16, 16)
