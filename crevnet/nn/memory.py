@@ -79,6 +79,7 @@ class _ReversibleChain(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_y: torch.Tensor) -> Any:
         (y,) = ctx.saved_tensors
+        y = y.detach()  # the saved output carries this node as grad_fn; the replay needs a plain tensor
         steps: Sequence[ReversibleStep] = ctx.steps
         params = ctx.param_list
         index = {id(p): i for i, p in enumerate(params)}

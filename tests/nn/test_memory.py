@@ -143,3 +143,19 @@ def test_autograd_grad_supported():
     ref = torch.autograd.grad(enc(x).square().sum(), params)
     for g, r in zip(grads, ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-14)
+
+
+def test_flop_counter_works_through_the_memory_saving_backward():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    x = torch.rand(shape_of(TINY2D))
+
+    def flops(memory_saving: bool) -> int:
+        enc = Encoder(replace(TINY2D, memory_saving=memory_saving))
+        with FlopCounterMode(display=False) as counter:
+            enc.inverse(enc(x) * 0.5).sum().backward()
+        return counter.get_total_flops()
+
+    # The replay costs one extra forward per block and per direction, on top of plain autograd.
+    assert flops(True) > flops(False) > 0
