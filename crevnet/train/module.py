@@ -123,6 +123,7 @@ class CrevNetModule(L.LightningModule):
         self.context = context
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._fit_started: float | None = None
+        self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
 
     # -- progress ---------------------------------------------------------------------------------
     def train_seconds(self) -> float:
@@ -181,6 +182,8 @@ class CrevNetModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """The paper's loss (``CrevNet.loss``) with the current sampling probability."""
         del batch_idx
+        if self._frame_size is None:
+            self._frame_size = [int(batch.shape[-2]), int(batch.shape[-1])]
         prob = self.sampling.probability(self.progress())
         loss = self.net.loss(
             batch, sampling_prob=prob, context=self.context, generator=self._sampling_generator()
@@ -268,8 +271,10 @@ class CrevNetModule(L.LightningModule):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the training wall time so learning curves and time-based schedules survive a resume."""
+        """Store the training wall time (for learning curves and time-based schedules) and the frame size."""
         checkpoint["crevnet"] = {"train_seconds": self.train_seconds(), "format": 1}
+        if self._frame_size is not None:
+            checkpoint["crevnet"]["frame_size"] = list(self._frame_size)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model config, naming the differing keys.
@@ -289,3 +294,5 @@ class CrevNetModule(L.LightningModule):
             )
         extra = checkpoint.get("crevnet", {})
         self._elapsed_before = float(extra.get("train_seconds", 0.0))
+        size = extra.get("frame_size")
+        self._frame_size = [int(v) for v in size] if isinstance(size, (list, tuple)) else None

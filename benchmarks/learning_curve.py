@@ -1,0 +1,172 @@
+"""Learning curve of a ``crevnet fit`` config: test MSE against wall-clock training minutes.
+
+Runs ``crevnet fit --config CONFIG`` (optionally with another ``--minutes`` budget) exactly as the CLI
+does, plus one extra callback that saves a checkpoint every ``--every`` minutes of training. The whole
+command is timed (it includes MNIST loading, training and the end-of-fit report). Afterwards every saved
+checkpoint, and the final weights, are scored on the first ``--num`` sequences of the surrogate test set
+next to the zeros and copy-last baselines. Writes, under ``benchmarks/results/``:
+
+* ``learning_curve_<name>.json``: the points (minutes, step, MSE, SSIM), the baselines, the fit's wall
+  time, its report, the load average and the command;
+* ``learning_curve_<name>.png``: test MSE (and the baselines) against training minutes.
+
+Usage (2 CPU cores; the 15-minute quickstart and a 60-minute run of the same config family)::
+
+    python benchmarks/learning_curve.py --config configs/quickstart.yaml --name quickstart
+    python benchmarks/learning_curve.py --config configs/quickstart.yaml --name cpu60 --minutes 60 --every 5
+
+Checkpoints go to ``runs/learning_curve_<name>/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def _fit(
+    config: Path, name: str, minutes: float | None, every: float, extra: list[str]
+) -> tuple[float, Path]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from crevnet.train.cli import CrevNetCLI
+
+    run_root = REPO / "runs" / f"learning_curve_{name}"
+    curve_dir = run_root / "curve"
+    args = ["fit", "--config", str(config), f"--trainer.logger.init_args.save_dir={run_root}"]
+    args += [f"--checkpoint.dirpath={run_root / 'checkpoints'}"]
+    if minutes is not None:
+        seconds = round(minutes * 60)
+        args += [f"--trainer.max_time=00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"]
+    args += extra
+    curve = ModelCheckpoint(
+        dirpath=curve_dir,
+        filename="t-{step}",
+        train_time_interval=timedelta(minutes=every),
+        save_top_k=-1,
+        save_last=False,
+    )
+    os.environ.setdefault("WANDB_MODE", "offline")
+    start = time.monotonic()
+    CrevNetCLI(args=args, trainer_defaults={"callbacks": [curve]})
+    return time.monotonic() - start, run_root
+
+
+def _score(path: Path, test: object, batch_size: int) -> dict[str, float]:
+    from crevnet.checkpoint import load_model
+    from crevnet.train.report import evaluate_on_test_set
+
+    loaded = load_model(path)
+    metrics, _ = evaluate_on_test_set(loaded.model, test, context=10, batch_size=batch_size)
+    return {
+        "minutes": (loaded.meta.get("train_seconds") or 0.0) / 60.0,
+        "step": loaded.meta.get("global_step"),
+        "mse": metrics["model"]["mse"],
+        "ssim": metrics["model"]["ssim"],
+        "zeros_mse": metrics["zeros"]["mse"],
+        "copy_last_mse": metrics["copy_last"]["mse"],
+    }
+
+
+def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p["minutes"] for p in points], [p["mse"] for p in points], "o-", label="model")
+    ax.axhline(points[-1]["zeros_mse"], color="grey", ls="--", label="predict zeros")
+    ax.axhline(0.85 * points[-1]["zeros_mse"], color="grey", ls=":", label="0.85 × zeros")
+    ax.axhline(points[-1]["copy_last_mse"], color="tab:red", ls="--", label="copy last frame")
+    ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
+    ax.set_ylabel("test MSE per frame (sum over 64×64)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, then score the checkpoints; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "quickstart.yaml")
+    parser.add_argument("--name", default="quickstart", help="results file suffix")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget (default: the config's)")
+    parser.add_argument("--every", type=float, default=2.0, help="minutes between curve checkpoints")
+    parser.add_argument("--num", type=int, default=500, help="surrogate test sequences")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--eval-only", action="store_true", help="score the checkpoints of an earlier run")
+    args, extra = parser.parse_known_args(argv)
+    command = "python benchmarks/learning_curve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    load_before = os.getloadavg()
+    run_root = REPO / "runs" / f"learning_curve_{args.name}"
+    fit_seconds = None
+    if not args.eval_only:
+        fit_seconds, run_root = _fit(args.config, args.name, args.minutes, args.every, extra)
+    load_after = os.getloadavg()
+
+    from crevnet.data.testset import load_test_set
+
+    test = load_test_set("surrogate", None, args.num)
+    paths = sorted(
+        (run_root / "curve").glob("t-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1].split("-")[0])
+    )
+    reports = sorted(run_root.rglob("report/metrics.json"), key=lambda p: p.stat().st_mtime)
+    report = json.loads(reports[-1].read_text()) if reports else None
+    if report is None:  # no end-of-fit report: score the last checkpoint instead
+        paths += [run_root / "checkpoints" / "last.ckpt"]
+    points = [_score(p, test, args.batch_size) for p in paths if p.is_file()]
+    if report is not None and report["num_sequences"] == len(test):  # the final weights, scored by the report
+        points.append(
+            {
+                "minutes": report["train_seconds"] / 60.0,
+                "step": report["global_step"],
+                "mse": report["model"]["mse"],
+                "ssim": report["model"]["ssim"],
+                "zeros_mse": report["zeros"]["mse"],
+                "copy_last_mse": report["copy_last"]["mse"],
+            }
+        )
+    points.sort(key=lambda p: p["minutes"])
+    result = {
+        "command": command,
+        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
+        "test_set": test.name,
+        "fit_wall_seconds": fit_seconds,
+        "threads": torch.get_num_threads(),
+        "load_average_before": list(load_before),
+        "load_average_after": list(load_after),
+        "points": points,
+        "report": report,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"learning_curve_{args.name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    final = points[-1]
+    title = (
+        f"{result['config']}: final MSE {final['mse']:.1f} = {final['mse'] / final['zeros_mse']:.2f} × zeros "
+        f"({test.name})"
+    )
+    _plot(points, title, RESULTS / f"learning_curve_{args.name}.png")
+    for p in points:
+        print(f"{p['minutes']:6.2f} min  step {p['step']:>6}  MSE {p['mse']:7.2f}  SSIM {p['ssim']:.3f}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
