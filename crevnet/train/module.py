@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
 from crevnet.errors import CheckpointError
@@ -147,9 +148,9 @@ class CrevNetModule(L.LightningModule):
         if trainer is None or not self.hparams.time_progress:
             return None
         for callback in trainer.callbacks:
-            duration = getattr(callback, "_duration", None)
-            if type(callback).__name__ == "Timer" and duration:
-                return float(duration)
+            if isinstance(callback, Timer):  # Lightning adds one for trainer.max_time
+                duration = callback._duration  # seconds; Timer has no public accessor
+                return float(duration) if duration else None
         return None
 
     def progress(self, step: int | None = None) -> float:

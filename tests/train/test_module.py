@@ -85,3 +85,22 @@ def test_bad_arguments_are_clear() -> None:
         _module(lr=0.0)
     with pytest.raises(ValueError, match="context"):
         CrevNetModule(CrevNetConfig.from_dict(NET), context=0)
+
+
+def test_progress_is_the_larger_of_the_step_and_time_fractions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lightning as L
+
+    module = _module()
+    module.trainer = L.Trainer(max_time="00:00:10:00", max_steps=100, logger=False, enable_progress_bar=False)
+    assert module.progress(50) == pytest.approx(0.5)
+    monkeypatch.setattr(module, "train_seconds", lambda: 480.0)  # 8 of 10 minutes
+    assert module.progress(50) == pytest.approx(0.8)
+    assert module.progress(100) == 1.0
+    module.trainer = L.Trainer(max_steps=100, logger=False, enable_progress_bar=False)
+    assert module.progress(50) == pytest.approx(0.5)  # no max_time: steps only
+    timeless = _module(time_progress=False)
+    timeless.trainer = L.Trainer(
+        max_time="00:00:10:00", max_steps=100, logger=False, enable_progress_bar=False
+    )
+    monkeypatch.setattr(timeless, "train_seconds", lambda: 480.0)
+    assert timeless.progress(50) == pytest.approx(0.5)
