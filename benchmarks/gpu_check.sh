@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU check, one prepared script for a lent GPU machine (keep it under 8 minutes):
+#   1. the paper's 3-D config at batch 16: training step time, sequences/s, torch.cuda.max_memory_allocated
+#      per sample with and without memory saving (the paper claims 224 MB/sample), inference frames/s
+#      (OpenSTL measured 10 for CrevNet on a V100); the same with bf16 autocast;
+#   2. if time is left, a short training run of the paper config (max 3 minutes) and its evaluation.
+# Usage:  bash benchmarks/gpu_check.sh            (on the GPU machine; writes under $OUT or ./gpu_check)
+#         GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh   (tiny shapes on the CPU: tests the script itself)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_check}"
+mkdir -p "$out"
+export CREVNET_DATA_DIR="${CREVNET_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+export WANDB_MODE=offline
+if ! python -c "import crevnet" 2>/dev/null; then
+  pip install -q torch==2.13.0 2>/dev/null || true   # the GPU machine may bring its own torch
+  pip install -q -e . >/dev/null
+fi
+if [[ "${GPU_CHECK_CPU:-0}" == 1 ]]; then
+  device=cpu; bench=(--batch 2 --size 16 --steps 1 --warmup 1 --threads 2)
+  fit=(--trainer.accelerator cpu --trainer.max_steps 2 --trainer.val_check_interval 1 --trainer.limit_val_batches 1
+       --data.batch_size 2 --data.num_workers 0 --data.num_frames 8 --data.train_size 4 --data.val_size 2 --data.test_size 2
+       --model.context 4)
+  eval_limit=2
+else
+  device=cuda; bench=(--batch 16 --steps 5 --warmup 2)
+  fit=(--trainer.accelerator gpu --trainer.devices 1 --trainer.max_time 00:00:03:00 --trainer.val_check_interval 200
+       --data.num_workers 8)
+  eval_limit=1000
+fi
+{
+  date -u +%Y-%m-%dT%H:%M:%SZ
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} | tee "$out/env.txt"
+timeout 240 python benchmarks/device_bench.py --config configs/mmnist_crevnet3d.yaml --device "$device" "${bench[@]}" \
+  | tee "$out/bench_fp32.jsonl"
+timeout 120 python benchmarks/device_bench.py --config configs/mmnist_crevnet3d.yaml --device "$device" "${bench[@]}" --bf16 \
+  | tee "$out/bench_bf16.jsonl" || echo "bf16 run failed or timed out" | tee -a "$out/env.txt"
+timeout 240 crevnet fit --config configs/mmnist_crevnet3d.yaml "${fit[@]}" \
+  --trainer.logger.init_args.save_dir "$out/runs" --trainer.default_root_dir "$out/runs" \
+  > "$out/fit.log" 2>&1 || echo "short training run stopped (see fit.log)" | tee -a "$out/env.txt"
+ckpt=$(ls -t "$out"/runs/*/checkpoints/last.ckpt 2>/dev/null | head -n 1 || true)
+if [[ -n "$ckpt" ]]; then
+  timeout 90 crevnet evaluate --ckpt "$ckpt" --test-set surrogate --limit "$eval_limit" --device "$device" \
+    --out "$out/eval" --no-progress > "$out/eval.log" 2>&1 || echo "evaluation stopped (see eval.log)" | tee -a "$out/env.txt"
+fi
+echo "gpu_check done: $out"
