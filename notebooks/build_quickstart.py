@@ -49,7 +49,7 @@ Everything comes from the package; the notebook itself holds no model code.
 **Running it.** Open it from the `notebooks/` folder of a crevnet checkout (`pip install -e .` done).
 MNIST is read from `$CREVNET_DATA_DIR` or the repository's `data/` folder, and downloaded there if it
 is missing. Section 4 trains for `TRAIN_MINUTES` (2 by default) unless
-`runs/quickstart/checkpoints/last.ckpt` exists. The whole notebook takes about 4 minutes on 2 CPU
+`runs/quickstart/checkpoints/last.ckpt` exists. The whole notebook takes about 3 minutes on 2 CPU
 cores. With `CREVNET_NOTEBOOK_FAST=1` in the environment
 every step is cut short (3 training steps, 8 test sequences, always a fresh model), and the whole
 run takes about 25 seconds: that is how CI executes it.""",
@@ -377,8 +377,8 @@ plt.show()""",
     (
         "md",
         """\
-What to expect: on a busy 2-core CPU, two minutes of training (about 170 steps of 8 clips) gave an
-MSE of about 131 on 200 surrogate sequences. That is below "zeros" (170) and "copy last frame" (278)
+What to expect: on a busy 2-core CPU, two minutes of training (150-170 steps of 8 clips) gave an
+MSE of about 130 on 200 surrogate sequences. That is below "zeros" (170) and "copy last frame" (278)
 at every horizon. The predictions are still blurred grey blobs that fade with the horizon, and their
 SSIM (about 0.28) is far below the baselines'. SSIM rewards sharp structure, and black frames score
 well on a mostly black canvas. The full quickstart run trains about six times longer; the paper's 3-D

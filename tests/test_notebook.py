@@ -102,7 +102,7 @@ def _number(pattern: str, text: str) -> float:
 
 
 @pytest.mark.slow
-def test_notebook_executes_in_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_executes_in_fast_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -113,6 +113,7 @@ def test_notebook_executes_in_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CREVNET_DATA_DIR", str(SHARED_DATA))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the fast run's checkpoints land here
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
@@ -147,6 +148,7 @@ def test_notebook_executes_in_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None
     # 4. training ran through the CLI, the checkpoint loaded, the evaluation printed the table
     assert _number(r"([0-9,]+) parameters, \d+ training steps", text) > 0
     assert _number(r"parameters, (\d+) training steps", text) == 3
+    assert list(tmp_path.glob("crevnet-notebook-*/notebook/checkpoints/last.ckpt"))
     assert "surrogate test set (seed 1234, N=8)" in text
     zeros_mse = _number(r"zeros\s+([0-9.]+)", text)
     copy_mse = _number(r"copy_last\s+([0-9.]+)", text)
