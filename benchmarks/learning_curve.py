@@ -90,7 +90,7 @@ def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
     ax.axhline(points[-1]["zeros_mse"], color="grey", ls="--", label="predict zeros")
     ax.axhline(0.85 * points[-1]["zeros_mse"], color="grey", ls=":", label="0.85 × zeros")
     ax.axhline(points[-1]["copy_last_mse"], color="tab:red", ls="--", label="copy last frame")
-    ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
+    ax.set_xlabel("training wall-clock minutes (2-core CPU shared with other jobs)")
     ax.set_ylabel("test MSE per frame (sum over 64×64)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
@@ -98,6 +98,15 @@ def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _title(result: dict) -> str:
+    final = result["points"][-1]
+    surrogate = "surrogate, " if "surrogate" in result["test_set"] else ""
+    return (
+        f"{result['config']}: final MSE {final['mse']:.1f} = {final['mse'] / final['zeros_mse']:.2f} × zeros "
+        f"({surrogate}N={result.get('num_sequences') or result['report']['num_sequences']})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num", type=int, default=500, help="surrogate test sequences")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--eval-only", action="store_true", help="score the checkpoints of an earlier run")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the results JSON")
     args, extra = parser.parse_known_args(argv)
+    if args.plot_only:
+        result = json.loads((RESULTS / f"learning_curve_{args.name}.json").read_text())
+        _plot(result["points"], _title(result), RESULTS / f"learning_curve_{args.name}.png")
+        return 0
     command = "python benchmarks/learning_curve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load_before = os.getloadavg()
     run_root = REPO / "runs" / f"learning_curve_{args.name}"
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
         "test_set": test.name,
+        "num_sequences": len(test),
         "fit_wall_seconds": fit_seconds,
         "threads": torch.get_num_threads(),
         "load_average_before": list(load_before),
@@ -156,12 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"learning_curve_{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    final = points[-1]
-    title = (
-        f"{result['config']}: final MSE {final['mse']:.1f} = {final['mse'] / final['zeros_mse']:.2f} × zeros "
-        f"({test.name})"
-    )
-    _plot(points, title, RESULTS / f"learning_curve_{args.name}.png")
+    _plot(points, _title(result), RESULTS / f"learning_curve_{args.name}.png")
     for p in points:
         print(f"{p['minutes']:6.2f} min  step {p['step']:>6}  MSE {p['mse']:7.2f}  SSIM {p['ssim']:.3f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
