@@ -19,3 +19,58 @@ def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"genuine MNIST files not found in {SHARED_MNIST}")
     return SHARED_MNIST
+
+
+def _tiny_net():
+    from crevnet.nn.encoder import EncoderConfig
+    from crevnet.nn.model import CrevNetConfig
+    from crevnet.nn.predictor import PredictorConfig
+
+    return CrevNetConfig(
+        encoder=EncoderConfig(dims=2, stages=(1,), strides=(1,), channels=(2,)),
+        predictor=PredictorConfig(layers=1, cell="conv_lstm"),
+        window=1,
+    )
+
+
+TINY_CONTEXT = 3  # the context the tiny checkpoint is trained with
+
+
+def fit_tiny_checkpoint(path: Path, frames: int = 6, size: int = 16) -> torch.nn.Module:
+    """Two optimizer steps of the real LightningModule and Trainer, saved as ``crevnet fit`` saves.
+
+    Building the checkpoint through Lightning (not by hand) keeps the tests on the real file format.
+    Returns the trained ``CrevNetModule``.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from crevnet.train.module import CrevNetModule
+
+    torch.manual_seed(0)
+    module = CrevNetModule(net=_tiny_net(), context=TINY_CONTEXT, lr=1e-2)
+    videos = torch.rand(4, frames, 1, size, size, generator=torch.Generator().manual_seed(1))
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=path.parent,
+    )
+    trainer.fit(module, DataLoader(videos, batch_size=2))
+    trainer.save_checkpoint(path)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_net():
+    """The tiny 2-D CrevNetConfig the checkpoint tests train."""
+    return _tiny_net()
+
+
+@pytest.fixture(scope="session")
+def fit_tiny():
+    """:func:`fit_tiny_checkpoint`, for module-scoped fixtures that build their own checkpoint."""
+    return fit_tiny_checkpoint

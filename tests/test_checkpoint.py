@@ -30,34 +30,10 @@ TINY = CrevNetConfig(
 )
 
 
-def _fit_tiny(path: Path) -> torch.nn.Module:
-    """Two optimizer steps of the real LightningModule and Trainer, then ``trainer.save_checkpoint``."""
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    from crevnet.train.module import CrevNetModule
-
-    torch.manual_seed(0)
-    module = CrevNetModule(net=TINY, context=3, lr=1e-2)
-    videos = torch.rand(4, 6, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    trainer = L.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=path.parent,
-    )
-    trainer.fit(module, DataLoader(videos, batch_size=2))
-    trainer.save_checkpoint(path)
-    return module
-
-
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+def fitted(tmp_path_factory: pytest.TempPathFactory, fit_tiny) -> tuple[Path, torch.nn.Module]:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    return path, _fit_tiny(path)
+    return path, fit_tiny(path)
 
 
 def _raw(path: Path) -> dict:

@@ -33,33 +33,10 @@ TINY = CrevNetConfig(
 CONTEXT, HORIZON, FRAMES, N, SIZE = 3, 3, 6, 5, 16
 
 
-def _fit_tiny(path: Path) -> None:
-    """Two steps of the real LightningModule + Trainer, saved the way ``crevnet fit`` saves."""
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    from crevnet.train.module import CrevNetModule
-
-    torch.manual_seed(0)
-    module = CrevNetModule(net=TINY, context=CONTEXT, lr=1e-2)
-    videos = torch.rand(4, FRAMES, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    trainer = L.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=path.parent,
-    )
-    trainer.fit(module, DataLoader(videos, batch_size=2))
-    trainer.save_checkpoint(path)
-
-
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(tmp_path_factory: pytest.TempPathFactory, fit_tiny) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evaluate")
-    _fit_tiny(root / "tiny.ckpt")
+    fit_tiny(root / "tiny.ckpt", frames=FRAMES, size=SIZE)
     rng = np.random.default_rng(7)
     sequences = rng.integers(0, 256, size=(FRAMES, N, SIZE, SIZE), dtype=np.uint8)  # (T, N, H, W)
     sequences[:, :, :4] = 0  # a dark band, as in Moving MNIST

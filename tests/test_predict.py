@@ -31,33 +31,10 @@ TINY = CrevNetConfig(
 CONTEXT = 3  # the context the tiny model is trained with (the CLI's default)
 
 
-def _fit_tiny(path: Path) -> None:
-    """Two steps of the real LightningModule + Trainer, saved the way ``crevnet fit`` saves."""
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    from crevnet.train.module import CrevNetModule
-
-    torch.manual_seed(0)
-    module = CrevNetModule(net=TINY, context=CONTEXT, lr=1e-2)
-    videos = torch.rand(4, 5, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    trainer = L.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=path.parent,
-    )
-    trainer.fit(module, DataLoader(videos, batch_size=2))
-    trainer.save_checkpoint(path)
-
-
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ckpt(tmp_path_factory: pytest.TempPathFactory, fit_tiny) -> Path:
     path = tmp_path_factory.mktemp("predict") / "tiny.ckpt"
-    _fit_tiny(path)
+    fit_tiny(path, frames=5, size=16)
     return path
 
 
@@ -77,7 +54,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _train_size(ckpt: Path) -> int:
-    """The frame size the checkpoint records (16: the clips of ``_fit_tiny``), else the 64 default."""
+    """The frame size the checkpoint records (16: the clips of the ``ckpt`` fixture), else the 64 default."""
     meta = load_model(ckpt).meta
     assert meta["frame_size"] == ((16, 16) if meta["frame_size_recorded"] else (64, 64))
     return meta["frame_size"][0]
