@@ -147,6 +147,18 @@ class CrevNetCLI(LightningCLI):
                     f"--ckpt_path last: no last.ckpt in {dirs}; train once without it first"
                 )
         super()._run_subcommand(subcommand)
+        if subcommand == "fit" and not self.trainer.interrupted:
+            self._save_final_last()
+
+    def _save_final_last(self) -> None:
+        # ModelCheckpoint writes last.ckpt only when it saves (at validation); a run stopped by max_time
+        # or max_steps between two validations would otherwise resume from an older step.
+        for cb in self.trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+                if cb._last_global_step_saved != self.trainer.global_step:
+                    path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+                    self.trainer.save_checkpoint(path)
+                return
 
 
 def _stable_checkpoint_dir(trainer: Trainer) -> Path:

@@ -121,6 +121,7 @@ def test_resume_without_a_checkpoint_and_a_foreign_checkpoint_are_clear_errors(s
         main(["fit", "--config", str(SMOKE), *QUIET, "--ckpt_path", "last"])
     assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=1"]) == 0
     ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint_file(ckpt)["global_step"] == 1  # saved at the end, not only at validation
     with pytest.raises(CheckpointError, match=r"predictor\.layers: checkpoint 2, config 3"):
         main(
             [
