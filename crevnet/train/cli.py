@@ -48,6 +48,8 @@ class CrevNetCLI(LightningCLI):
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
+        # The optimizer and schedule are CrevNetModule arguments (model.lr, model.schedule, ...): one place.
+        kwargs.setdefault("auto_configure_optimizers", False)
         defaults: dict[str, Any] = {
             "logger": {
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
