@@ -65,17 +65,17 @@ def _fit(
 
 def _score(path: Path, test: object, batch_size: int) -> dict[str, float]:
     from crevnet.checkpoint import load_model
-    from crevnet.train.report import evaluate_on_test_set
+    from crevnet.evaluate import evaluate_model
 
     loaded = load_model(path)
-    metrics, _ = evaluate_on_test_set(loaded.model, test, context=10, batch_size=batch_size)
+    metrics = evaluate_model(loaded.model, test, 10, 10, batch_size, device="cpu", progress=False)
     return {
         "minutes": (loaded.meta.get("train_seconds") or 0.0) / 60.0,
         "step": loaded.meta.get("global_step"),
         "mse": metrics["model"]["mse"],
         "ssim": metrics["model"]["ssim"],
-        "zeros_mse": metrics["zeros"]["mse"],
-        "copy_last_mse": metrics["copy_last"]["mse"],
+        "zeros_mse": metrics["baselines"]["zeros"]["mse"],
+        "copy_last_mse": metrics["baselines"]["copy_last"]["mse"],
     }
 
 
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 "step": report["global_step"],
                 "mse": report["model"]["mse"],
                 "ssim": report["model"]["ssim"],
-                "zeros_mse": report["zeros"]["mse"],
-                "copy_last_mse": report["copy_last"]["mse"],
+                "zeros_mse": report["baselines"]["zeros"]["mse"],
+                "copy_last_mse": report["baselines"]["copy_last"]["mse"],
             }
         )
     points.sort(key=lambda p: p["minutes"])

@@ -163,7 +163,8 @@ class FitReport(L.Callback):
                 "load_average": list(os.getloadavg()),
             },
         )
-        model, zeros, last = (self.report[k] for k in ("model", "zeros", "copy_last"))
+        model = self.report["model"]
+        zeros, last = (self.report["baselines"][k] for k in ("zeros", "copy_last"))
         print(
             f"crevnet: report in {out} ({self.report['test_set']}, {time.monotonic() - start:.0f} s): "
             f"MSE {model['mse']:.1f} (zeros {zeros['mse']:.1f}, copy-last {last['mse']:.1f}; "

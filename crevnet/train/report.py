@@ -1,8 +1,8 @@
 """The end-of-training evaluation report: metrics of a model next to the trivial baselines, plus pictures.
 
-:func:`evaluate_on_test_set` runs a :class:`~crevnet.nn.CrevNet` and the "zeros" and "copy last frame"
-baselines over a Moving MNIST test set and averages :mod:`crevnet.metrics` for each;
-:func:`write_report` also writes ``metrics.json``, a prediction GIF and a contact sheet. ``crevnet fit``
+:func:`write_report` scores a :class:`~crevnet.nn.CrevNet` and the "zeros" and "copy last frame"
+baselines on a Moving MNIST test set with :func:`crevnet.evaluate.evaluate_model` (the same numbers as
+``crevnet evaluate``) and writes ``metrics.json``, a prediction GIF and a contact sheet. ``crevnet fit``
 calls it at the end of training (callback :class:`crevnet.train.callbacks.FitReport`); other tools may
 call it on any model.
 """
@@ -18,52 +18,10 @@ from typing import Any
 import torch
 
 from crevnet.data.atomic import atomic_write_bytes
-from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
-from crevnet.metrics import MetricAccumulator, copy_last_baseline, zeros_baseline
+from crevnet.data.testset import SURROGATE_SEED, load_test_set
 from crevnet.nn.model import CrevNet
 
-__all__ = ["evaluate_on_test_set", "prediction_grid", "write_report"]
-
-
-def evaluate_on_test_set(
-    net: CrevNet, test: TestSet, context: int = 10, batch_size: int = 50
-) -> tuple[dict[str, dict[str, Any]], torch.Tensor]:
-    """Metrics of ``net`` and of the zeros / copy-last baselines on ``test``.
-
-    Args:
-        net: the model (put in eval mode here; its device is used).
-        test: the test set; frames ``context ..`` of each clip are predicted.
-        context: observed frames.
-        batch_size: clips per forward pass.
-
-    Returns:
-        ``({"model": m, "zeros": m, "copy_last": m}, first_pred)`` where each ``m`` is
-        :meth:`MetricAccumulator.compute`'s dict and ``first_pred`` the model's prediction of the
-        first batch (B, horizon, C, H, W) on the CPU.
-    """
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    accs = {name: MetricAccumulator() for name in ("model", "zeros", "copy_last")}
-    first: torch.Tensor | None = None
-    try:
-        with torch.no_grad():
-            for video in test.float_batches(batch_size):
-                video = video.to(device)
-                past, future = video[:, :context], video[:, context:]
-                horizon = future.shape[1]
-                if horizon < 1:
-                    raise ValueError(f"test clips have {video.shape[1]} frames; need more than {context}")
-                pred = net.predict(past, horizon)
-                accs["model"].update(pred, future)
-                accs["zeros"].update(zeros_baseline(past, horizon), future)
-                accs["copy_last"].update(copy_last_baseline(past, horizon), future)
-                if first is None:
-                    first = pred.cpu()
-    finally:
-        net.train(was_training)
-    assert first is not None  # a TestSet is never empty
-    return {name: acc.compute() for name, acc in accs.items()}, first
+__all__ = ["prediction_grid", "write_report"]
 
 
 def prediction_grid(truth: torch.Tensor, pred: torch.Tensor, context: int, gap: int = 2) -> torch.Tensor:
@@ -112,33 +70,40 @@ def write_report(
         extra: more entries for ``metrics.json`` (e.g. training wall time, steps).
 
     Returns:
-        The report written to ``metrics.json``: ``test_set`` (its name, which says "surrogate" when
-        it is one), ``model``, ``zeros``, ``copy_last`` (metric dicts), ``mse_vs_zeros`` (the
-        model's MSE over the zeros baseline's) and ``extra``'s entries.
+        The report written to ``metrics.json``: :func:`crevnet.evaluate.evaluate_model`'s dict
+        (``test_set``, whose name says "surrogate" when it is one, ``model``, ``baselines``
+        {``zeros``, ``copy_last``}, ...), plus ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's
+        MSE over each baseline's) and ``extra``'s entries.
     """
     from crevnet.data.video import write_contact_sheet, write_gif
+    from crevnet.evaluate import evaluate_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     test = load_test_set(test_set, data_dir, num_sequences, seed)
-    metrics, first_pred = evaluate_on_test_set(net, test, context, batch_size)
+    horizon = int(test.videos.shape[1]) - context
+    metrics = evaluate_model(net, test, context, horizon, batch_size, device=None, progress=False)
+    baselines = metrics["baselines"]
     report: dict[str, Any] = {
-        "test_set": test.name,
-        "surrogate": test.is_surrogate,
-        "num_sequences": len(test),
-        "context": context,
-        "horizon": int(test.videos.shape[1]) - context,
         **metrics,
-        "mse_vs_zeros": metrics["model"]["mse"] / metrics["zeros"]["mse"],
-        "mse_vs_copy_last": metrics["model"]["mse"] / metrics["copy_last"]["mse"],
-        "eval_seconds": round(time.monotonic() - start, 2),
+        "mse_vs_zeros": metrics["model"]["mse"] / baselines["zeros"]["mse"],
+        "mse_vs_copy_last": metrics["model"]["mse"] / baselines["copy_last"]["mse"],
+        "report_seconds": round(time.monotonic() - start, 2),
         **(extra or {}),
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
-    k = min(num_clips, len(first_pred))
+    k = min(num_clips, len(test))
     truth = test.videos[:k].float() / 255.0  # (k, T, 1, H, W)
-    write_gif(prediction_grid(truth, first_pred[:k], context), out / "prediction.gif", fps=4)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            device = next(net.parameters()).device
+            first_pred = net.predict(truth[:, :context].to(device), horizon).cpu()
+    finally:
+        net.train(was_training)
+    write_gif(prediction_grid(truth, first_pred, context), out / "prediction.gif", fps=4)
     rows: list[tuple[str, torch.Tensor]] = []
     for i in range(k):
         rows.append((f"clip {i} truth", truth[i, context:]))

@@ -44,13 +44,13 @@ def test_report_scores_model_and_baselines(smoke_env: Path) -> None:
     zeros = future.pow(2).sum(dim=(2, 3, 4)).mean().item()  # zeros baseline, computed independently
     last = test.videos[:, 9:10].double() / 255.0
     copy_last = (future - last).pow(2).sum(dim=(2, 3, 4)).mean().item()
-    assert abs(report["zeros"]["mse"] - zeros) < 1e-6 * zeros
-    assert abs(report["copy_last"]["mse"] - copy_last) < 1e-6 * copy_last
+    assert abs(report["baselines"]["zeros"]["mse"] - zeros) < 1e-6 * zeros
+    assert abs(report["baselines"]["copy_last"]["mse"] - copy_last) < 1e-6 * copy_last
     with torch.no_grad():
         pred = net.predict(test.videos[:, :10].float() / 255.0, 10)
     model_mse = (pred.double() - future).pow(2).sum(dim=(2, 3, 4)).mean().item()
     assert abs(report["model"]["mse"] - model_mse) < 1e-4 * model_mse
-    assert report["mse_vs_zeros"] == report["model"]["mse"] / report["zeros"]["mse"]
+    assert report["mse_vs_zeros"] == report["model"]["mse"] / report["baselines"]["zeros"]["mse"]
     assert (smoke_env / "rep" / "prediction.gif").stat().st_size > 0
     assert (smoke_env / "rep" / "prediction.png").stat().st_size > 0
 
