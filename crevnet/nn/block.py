@@ -163,6 +163,43 @@ class IRevNetBlock(nn.Module):
             x1 = depth_to_space(x1)
         return x1, x2
 
+    def replay_forward(self, y: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Recover the input halves from the output ``y`` and recompute ``y`` from them with a graph.
+
+        One evaluation of ``F`` serves both the inverse and the recomputation (the memory-saving
+        backward would otherwise run ``F`` twice): ``x2 = S⁻¹(y1)`` is exact, ``F(x2)`` is built with
+        autograd on, and ``x1 = S⁻¹(y2 − F(x2))`` uses its value.
+
+        Returns:
+            ``((x1, x2), y_re)`` with ``x1``, ``x2`` leaves requiring grad.
+        """
+        y1, y2 = split_halves(y)
+        down = self.stride == 2
+        x2 = (depth_to_space(y1) if down else y1).detach().requires_grad_(True)
+        # F gets a view, not the leaf itself: module hooks (FlopCounterMode's tracker) cannot
+        # register on a leaf while autograd.grad runs.
+        fx2 = self.f(x2.view_as(x2))
+        x1 = y2 - fx2.detach()
+        x1 = (depth_to_space(x1) if down else x1).detach().requires_grad_(True)
+        s1, s2 = (space_to_depth(x1), space_to_depth(x2)) if down else (x1, x2)
+        return (x1, x2), merge_halves(s2, s1 + fx2)
+
+    def replay_inverse(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """For the decoder: from the inverse's output ``x``, recover its input ``y`` and recompute ``x``.
+
+        Returns:
+            ``((y1, y2), x_re)`` with ``y1``, ``y2`` leaves requiring grad and ``x_re`` the inverse
+            recomputed from them with one evaluation of ``F``.
+        """
+        x1, x2 = split_halves(x)
+        down = self.stride == 2
+        y1 = (space_to_depth(x2) if down else x2).detach().requires_grad_(True)
+        x2_re = depth_to_space(y1) if down else y1.view_as(y1)  # a view, as in replay_forward
+        fx2 = self.f(x2_re)
+        y2 = ((space_to_depth(x1) if down else x1) + fx2.detach()).detach().requires_grad_(True)
+        x1_re = y2 - fx2
+        return (y1, y2), merge_halves(depth_to_space(x1_re) if down else x1_re, x2_re)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return merge_halves(*self.forward_pair(*split_halves(x)))
 

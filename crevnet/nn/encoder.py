@@ -172,10 +172,10 @@ class Encoder(nn.Module):
 
     # -- steps ------------------------------------------------------------------------------------
     def _steps(self) -> list[ReversibleStep]:
-        return [ReversibleStep(b.forward, b.inverse, b) for b in self.blocks]
+        return [ReversibleStep(b.forward, b.inverse, b, b.replay_forward) for b in self.blocks]
 
     def _inverse_steps(self) -> list[ReversibleStep]:
-        return [ReversibleStep(b.inverse, b.forward, b) for b in reversed(self.blocks)]
+        return [ReversibleStep(b.inverse, b.forward, b, b.replay_inverse) for b in reversed(self.blocks)]
 
     def _compute_dtype(self, x: torch.Tensor) -> torch.dtype:
         # Couplings stay in full precision: a bf16/fp16 round trip is far from lossless.

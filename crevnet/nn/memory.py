@@ -28,6 +28,9 @@ from torch.autograd.function import once_differentiable
 __all__ = ["ReversibleStep", "SavedTensorCounter", "frozen_buffers", "reversible_chain"]
 
 
+Replay = Callable[[torch.Tensor], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+
+
 class ReversibleStep:
     """One invertible step of a chain: its forward, its inverse and the module owning its parameters.
 
@@ -35,19 +38,26 @@ class ReversibleStep:
         forward: maps the step's input tensor to its output tensor.
         inverse: maps the output back to the input.
         module: the module whose parameters and buffers the step uses.
+        replay: optional fused recomputation. Given the step's output ``y``, it returns
+            ``(parts, y_re)``: leaf tensors requiring grad whose concatenation on dim 1 is the step's
+            input, and the output recomputed from them with a graph. Without it, backward runs
+            ``inverse`` and then ``forward`` again; a coupling can do both with one evaluation of
+            its residual function (see :meth:`crevnet.nn.IRevNetBlock.replay_forward`).
     """
 
-    __slots__ = ("forward", "inverse", "module")
+    __slots__ = ("forward", "inverse", "module", "replay")
 
     def __init__(
         self,
         forward: Callable[[torch.Tensor], torch.Tensor],
         inverse: Callable[[torch.Tensor], torch.Tensor],
         module: nn.Module,
+        replay: Replay | None = None,
     ) -> None:
         self.forward = forward
         self.inverse = inverse
         self.module = module
+        self.replay = replay
 
 
 @contextmanager
@@ -87,14 +97,23 @@ class _ReversibleChain(torch.autograd.Function):
         for step in reversed(steps):
             step_params = [p for p in step.module.parameters() if p.requires_grad]
             with frozen_buffers(step.module):
-                with torch.no_grad():
-                    x = step.inverse(y)
-                x = x.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    y_re = step.forward(x)
-                    found = torch.autograd.grad(y_re, (x, *step_params), grad_y, allow_unused=True)
-            grad_y = found[0]
-            for p, g in zip(step_params, found[1:], strict=True):
+                if step.replay is not None:
+                    with torch.enable_grad():
+                        parts, y_re = step.replay(y)
+                        found = torch.autograd.grad(y_re, (*parts, *step_params), grad_y, allow_unused=True)
+                    n = len(parts)
+                    x = torch.cat([t.detach() for t in parts], dim=1)
+                    grad_y = torch.cat(found[:n], dim=1)
+                else:
+                    with torch.no_grad():
+                        x = step.inverse(y)
+                    x = x.detach().requires_grad_(True)
+                    with torch.enable_grad():
+                        y_re = step.forward(x)
+                        found = torch.autograd.grad(y_re, (x, *step_params), grad_y, allow_unused=True)
+                    n = 1
+                    grad_y = found[0]
+            for p, g in zip(step_params, found[n:], strict=True):
                 if g is None:
                     continue
                 i = index[id(p)]
