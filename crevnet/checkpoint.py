@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_FRAME_SIZE",
     "LoadedModel",
     "config_from_hparams",
+    "config_to_dict",
     "load_checkpoint_dict",
     "load_model",
     "save_model",
@@ -68,8 +69,9 @@ class LoadedModel:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
-    # Plain dicts and lists only, so the file loads with weights_only=True and no allowlist.
+def config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
+    """The model config as nested plain dicts and lists, so a checkpoint loads with ``weights_only=True``."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
@@ -270,7 +272,7 @@ def save_model(
     from crevnet.data.atomic import atomic_write
 
     checkpoint: dict[str, Any] = {
-        "hyper_parameters": {"net": _config_to_dict(model.config), "context": int(context)},
+        "hyper_parameters": {"net": config_to_dict(model.config), "context": int(context)},
         "state_dict": {f"net.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
         "crevnet": {"format": 1, **({"frame_size": list(frame_size)} if frame_size else {})},
     }

@@ -19,25 +19,13 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
+from crevnet.checkpoint import config_to_dict
 from crevnet.errors import CheckpointError
 from crevnet.metrics import frame_mse, frame_ssim
 from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
 __all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
-
-
-def config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
-    """The model config as nested plain dicts / lists (safe for ``torch.load(weights_only=True)``)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(dataclasses.asdict(config))
 
 
 def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
