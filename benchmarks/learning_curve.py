@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from datetime import timedelta
@@ -43,6 +44,8 @@ def _fit(
     from crevnet.train.cli import CrevNetCLI
 
     run_root = REPO / "runs" / f"learning_curve_{name}"
+    # A previous run's checkpoints would be scored as points of this one.
+    shutil.rmtree(run_root, ignore_errors=True)
     curve_dir = run_root / "curve"
     args = ["fit", "--config", str(config), f"--trainer.logger.init_args.save_dir={run_root}"]
     args += [f"--checkpoint.dirpath={run_root / 'checkpoints'}"]
@@ -90,7 +93,7 @@ def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
     ax.axhline(points[-1]["zeros_mse"], color="grey", ls="--", label="predict zeros")
     ax.axhline(0.85 * points[-1]["zeros_mse"], color="grey", ls=":", label="0.85 × zeros")
     ax.axhline(points[-1]["copy_last_mse"], color="tab:red", ls="--", label="copy last frame")
-    ax.set_xlabel("training wall-clock minutes (2-core CPU shared with other jobs)")
+    ax.set_xlabel("training wall-clock minutes (2-core CPU; load average in the JSON)")
     ax.set_ylabel("test MSE per frame (sum over 64×64)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
