@@ -76,7 +76,7 @@ def write_report(
         MSE over each baseline's) and ``extra``'s entries.
     """
     from crevnet.data.video import write_contact_sheet, write_gif
-    from crevnet.evaluate import evaluate_model
+    from crevnet.evaluate import collect_samples, evaluate_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,20 +93,12 @@ def write_report(
         **(extra or {}),
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
-    k = min(num_clips, len(test))
-    truth = test.videos[:k].float() / 255.0  # (k, T, 1, H, W)
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            device = next(net.parameters()).device
-            first_pred = net.predict(truth[:, :context].to(device), horizon).cpu()
-    finally:
-        net.train(was_training)
-    write_gif(prediction_grid(truth, first_pred, context), out / "prediction.gif", fps=4)
+    samples = collect_samples(net, test, context, horizon, num_clips)
+    truth = torch.cat((samples.context, samples.truth), dim=1)  # (k, T, 1, H, W)
+    write_gif(prediction_grid(truth, samples.prediction, context), out / "prediction.gif", fps=4)
     rows: list[tuple[str, torch.Tensor]] = []
-    for i in range(k):
-        rows.append((f"clip {i} truth", truth[i, context:]))
-        rows.append((f"clip {i} pred", first_pred[i].clamp(0.0, 1.0)))
+    for i in range(len(samples.indices)):
+        rows.append((f"clip {i} truth", samples.truth[i]))
+        rows.append((f"clip {i} pred", samples.prediction[i]))
     write_contact_sheet(rows, out / "prediction.png")
     return report
