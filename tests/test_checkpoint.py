@@ -13,21 +13,13 @@ import torch
 
 from crevnet.checkpoint import DEFAULT_FRAME_SIZE, load_model, save_model
 from crevnet.errors import CheckpointError
-from crevnet.nn.encoder import EncoderConfig
-from crevnet.nn.model import CrevNet, CrevNetConfig
-from crevnet.nn.predictor import PredictorConfig
+from crevnet.nn.model import CrevNet
 
 # Lightning's notes about a fit without validation data are expected here.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You defined a `validation_step`"),
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated"),
 ]
-
-TINY = CrevNetConfig(
-    encoder=EncoderConfig(dims=2, stages=(1,), strides=(1,), channels=(2,)),
-    predictor=PredictorConfig(layers=1, cell="conv_lstm"),
-    window=1,
-)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +32,10 @@ def _raw(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
-def test_loads_the_lightning_checkpoint(fitted: tuple[Path, torch.nn.Module]) -> None:
+def test_loads_the_lightning_checkpoint(tiny_net, fitted: tuple[Path, torch.nn.Module]) -> None:
     path, module = fitted
     loaded = load_model(path)
-    assert loaded.config == TINY
+    assert loaded.config == tiny_net
     assert not loaded.model.training
     trained = module.net.state_dict()
     got = loaded.model.state_dict()
@@ -51,7 +43,7 @@ def test_loads_the_lightning_checkpoint(fitted: tuple[Path, torch.nn.Module]) ->
     for key, value in trained.items():
         assert torch.equal(got[key], value), key
     # Two Adam steps moved the weights away from a fresh model's.
-    fresh = CrevNet(TINY).state_dict()
+    fresh = CrevNet(tiny_net).state_dict()
     assert any(not torch.equal(fresh[k], got[k]) for k in got)
     assert loaded.meta["context"] == 3
     assert loaded.meta["global_step"] == 2
@@ -64,9 +56,9 @@ def test_loads_the_lightning_checkpoint(fitted: tuple[Path, torch.nn.Module]) ->
         assert torch.equal(loaded.model.predict(video, 2), module.net.predict(video, 2))
 
 
-def test_save_model_round_trip_records_context_and_size(tmp_path: Path) -> None:
+def test_save_model_round_trip_records_context_and_size(tiny_net, tmp_path: Path) -> None:
     torch.manual_seed(3)
-    model = CrevNet(TINY)
+    model = CrevNet(tiny_net)
     path = save_model(model, tmp_path / "sub" / "m.ckpt", context=5, frame_size=(32, 48))
     loaded = load_model(path)
     assert loaded.meta["context"] == 5
@@ -77,15 +69,15 @@ def test_save_model_round_trip_records_context_and_size(tmp_path: Path) -> None:
 
 
 def test_compiled_prefix_and_pickled_config_dataclass(
-    fitted: tuple[Path, torch.nn.Module], tmp_path: Path
+    tiny_net, fitted: tuple[Path, torch.nn.Module], tmp_path: Path
 ) -> None:
     path, module = fitted
     raw = _raw(path)
     raw["state_dict"] = {k.replace("net.", "net._orig_mod.", 1): v for k, v in raw["state_dict"].items()}
-    raw["hyper_parameters"]["net"] = TINY  # the dataclass itself, allowlisted for weights_only
+    raw["hyper_parameters"]["net"] = tiny_net  # the dataclass itself, allowlisted for weights_only
     torch.save(raw, tmp_path / "compiled.ckpt")
     loaded = load_model(tmp_path / "compiled.ckpt")
-    assert loaded.config == TINY
+    assert loaded.config == tiny_net
     for key, value in module.net.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value)
 

@@ -16,20 +16,12 @@ from crevnet.cli import main as cli_main
 from crevnet.data.testset import TestSet
 from crevnet.data.video import read_clip
 from crevnet.evaluate import collect_samples, evaluate_model, render_markdown, write_report
-from crevnet.nn.encoder import EncoderConfig
-from crevnet.nn.model import CrevNetConfig
-from crevnet.nn.predictor import PredictorConfig
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You defined a `validation_step`"),
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated"),
 ]
 
-TINY = CrevNetConfig(
-    encoder=EncoderConfig(dims=2, stages=(1,), strides=(1,), channels=(2,)),
-    predictor=PredictorConfig(layers=1, cell="conv_lstm"),
-    window=1,
-)
 CONTEXT, HORIZON, FRAMES, N, SIZE = 3, 3, 6, 5, 16
 
 

@@ -23,11 +23,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated"),
 ]
 
-TINY = CrevNetConfig(
-    encoder=EncoderConfig(dims=2, stages=(1,), strides=(1,), channels=(2,)),
-    predictor=PredictorConfig(layers=1, cell="conv_lstm"),
-    window=1,
-)
 CONTEXT = 3  # the context the tiny model is trained with (the CLI's default)
 
 
@@ -136,7 +131,7 @@ def test_folder_input_keep_size(ckpt: Path, tmp_path: Path, capsys: pytest.Captu
     np.testing.assert_allclose(np.load(out), expected.numpy(), atol=1e-6)
 
 
-def test_python_api(ckpt: Path) -> None:
+def test_python_api(tiny_net, ckpt: Path) -> None:
     s = _train_size(ckpt)
     clip = torch.rand(6, 1, s, s, generator=torch.Generator().manual_seed(2))
     loaded = load_model(ckpt)
@@ -152,7 +147,7 @@ def test_python_api(ckpt: Path) -> None:
     big = clip.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # 2×2 blocks: area-resize is exact
     assert torch.allclose(predict_clip(loaded, big, 1), resized, atol=1e-6)
     # A bare model keeps the clip's size (a multiple of its downsampling) and observes 10 frames.
-    bare = CrevNet(TINY).eval()
+    bare = CrevNet(tiny_net).eval()
     odd = torch.rand(10, 3, 30, 46)
     out, prepared = predict_clip(bare, odd, 2, return_prepared=True)
     assert out.shape == (2, 1, 30, 46) and prepared.notes == ("converted RGB -> grey",)
