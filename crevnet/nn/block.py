@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from crevnet.nn.conv import Conv3d
 from crevnet.nn.coupling import merge_halves, split_halves
 from crevnet.nn.reshape import depth_to_space, space_to_depth
 
@@ -20,7 +21,7 @@ __all__ = ["IRevNetBlock", "NormKind", "ResidualFunction", "make_norm"]
 
 NormKind = Literal["group", "batch", "none"]
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {2: nn.Conv2d, 3: Conv3d}
 _BATCHNORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 

@@ -1,0 +1,171 @@
+"""The fast-backward Conv3d computes PyTorch's convolution gradients, and is used only where it is valid."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig
+from crevnet.nn.conv import Conv3d, conv_same, native_backward
+
+
+def _uses_fast_path(y: torch.Tensor) -> bool:
+    return y.grad_fn is not None and "_SameConv" in type(y.grad_fn).__name__
+
+
+def _reference_grads(x, w, b, padding, grad_out):
+    """Gradients from PyTorch's own conv3d backward (an independent computation)."""
+    x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+    b = None if b is None else b.detach().requires_grad_()
+    F.conv3d(x, w, b, padding=padding).backward(grad_out)
+    return x.grad, w.grad, None if b is None else b.grad
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "padding", "bias"),
+    [(3, 4, 3, 1, True), (2, 1, 3, 1, False), (1, 2, 5, 2, True), (3, 2, 3, 0, True), (2, 3, 3, 2, False)],
+)
+def test_gradcheck_float64(c_in, c_out, k, padding, bias):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c_in, 3, 4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(c_out, c_in, k, k, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(c_out, dtype=torch.float64, generator=gen, requires_grad=True) if bias else None
+    inputs = (x, w) if b is None else (x, w, b)
+
+    def fn(*args):
+        return conv_same(args[0], args[1], args[2] if len(args) > 2 else None, padding)
+
+    assert _uses_fast_path(fn(*inputs))
+    assert torch.autograd.gradcheck(fn, inputs)
+    if padding == 1 and bias:  # its backward is itself differentiable (one case: it is slow)
+        assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize(
+    ("batch", "c_in", "c_out", "grid", "bias"),
+    [
+        (2, 24, 24, (3, 8, 8), True),  # an RPM gate conv (paper: 96 -> 96 on 3×8×8)
+        (2, 32, 8, (3, 8, 8), True),  # conv_o
+        (5, 1, 2, (3, 16, 16), False),  # the encoder's thin first-stage convs
+        (5, 2, 1, (3, 16, 16), False),
+    ],
+)
+def test_float32_equals_native_backward(batch, c_in, c_out, grid, bias):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, c_in, *grid, generator=gen)
+    w = torch.randn(c_out, c_in, 3, 3, 3, generator=gen) * 0.2
+    b = torch.randn(c_out, generator=gen) if bias else None
+    grad_out = torch.randn(batch, c_out, *grid, generator=gen)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    bg = None if b is None else b.clone().requires_grad_()
+    y = conv_same(xg, wg, bg, 1)
+    assert _uses_fast_path(y)
+    torch.testing.assert_close(y, F.conv3d(x, w, b, padding=1), rtol=0, atol=0)
+    y.backward(grad_out)
+    ref = _reference_grads(x, w, b, 1, grad_out)
+    for got, want in zip((xg.grad, wg.grad, None if bg is None else bg.grad), ref, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_only_requested_gradients_are_computed():
+    conv = Conv3d(2, 3, 3, padding=1)
+    conv.weight.requires_grad_(False)
+    x = torch.randn(1, 2, 3, 4, 4, requires_grad=True)
+    y = conv(x)
+    assert _uses_fast_path(y)
+    y.sum().backward()
+    assert x.grad is not None and conv.weight.grad is None and conv.bias.grad is not None
+    conv.weight.requires_grad_(True)
+    x = torch.randn(1, 2, 3, 4, 4)  # frozen input: only parameter gradients
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None
+
+
+def test_non_contiguous_input():
+    x = torch.randn(2, 3, 4, 5, 3).permute(0, 4, 1, 2, 3).requires_grad_()  # (2, 3, 3, 4, 5), strided
+    conv = Conv3d(3, 2, 3, padding=1)
+    y = conv(x)
+    assert _uses_fast_path(y)
+    y.square().sum().backward()
+    ref_x = x.detach().contiguous().requires_grad_()
+    with native_backward():
+        conv.zero_grad()
+        conv(ref_x).square().sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"kernel_size": 1}, "1×1 convs measured slower on the fast path"),
+        ({"kernel_size": 3, "padding": 1, "stride": (1, 2, 2)}, "strided"),
+        ({"kernel_size": 3, "padding": 2, "dilation": 2}, "dilated"),
+        ({"kernel_size": 3, "padding": 1, "groups": 2}, "grouped"),
+        ({"kernel_size": 3, "padding": 1, "padding_mode": "replicate"}, "not zero padding"),
+        ({"kernel_size": 3, "padding": "same"}, "string padding"),
+        ({"kernel_size": (1, 3, 3), "padding": (0, 1, 1)}, "non-cube kernel"),
+    ],
+)
+def test_falls_back_to_nn_conv3d(kwargs, why):
+    torch.manual_seed(0)
+    conv = Conv3d(4, 4, **kwargs)
+    ref = nn.Conv3d(4, 4, **kwargs)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 4, 3, 8, 8, requires_grad=True)
+    y = conv(x)
+    assert not _uses_fast_path(y), why
+    torch.testing.assert_close(y, ref(x), rtol=0, atol=0)
+
+
+def test_falls_back_without_grad_under_autocast_and_when_switched_off():
+    conv = Conv3d(2, 2, 3, padding=1)
+    x = torch.randn(1, 2, 3, 4, 4, requires_grad=True)
+    with torch.no_grad():
+        assert conv(x).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        assert y.dtype == torch.bfloat16 and not _uses_fast_path(y)
+    with native_backward():
+        assert not _uses_fast_path(conv(x))
+    with pytest.raises(RuntimeError), native_backward():
+        raise RuntimeError("the switch must be restored on the way out")
+    assert _uses_fast_path(conv(x))
+
+
+def test_parameters_and_state_dict_match_nn_conv3d():
+    torch.manual_seed(0)
+    ours, theirs = Conv3d(3, 5, 3, padding=1), nn.Conv3d(3, 5, 3, padding=1)
+    assert isinstance(ours, nn.Conv3d)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 3, 6, 6)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def test_crevnet_gradients_equal_with_native_backward():
+    """A whole 3-D CrevNet (encoder with memory saving + ST-LSTM RPM) in float64, both backward paths."""
+    cfg = CrevNetConfig(
+        encoder=EncoderConfig(stages=(1, 1, 1), channels=(2, 8, 32), memory_saving=True),
+        predictor=PredictorConfig(layers=2),
+    )
+    torch.manual_seed(0)
+    model = CrevNet(cfg).double()
+    video = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
+
+    def grads():
+        model.zero_grad()
+        model.loss(video, context=3).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fast = grads()
+    with native_backward():
+        native = grads()
+    assert fast.keys() == native.keys()
+    for name in fast:
+        scale = native[name].abs().max().clamp_min(1e-30)
+        assert (fast[name] - native[name]).abs().max() / scale < 1e-9, name
