@@ -1,10 +1,13 @@
-"""Forward + backward time of every conv shape in a CrevNet config: crevnet's Conv3d backward vs PyTorch's.
+"""Forward + backward time of every conv shape in a CrevNet config: crevnet's conv backward vs PyTorch's.
 
 Records the shapes the model's convs see in one training forward (a hook on every ``nn.Conv2d`` /
-``nn.Conv3d``), then times ``conv(x).backward(g)`` for each distinct shape with the fast CPU backward of
-``crevnet.nn.conv`` and inside ``native_backward()``. Prints one JSON object per shape and a last one
-with the totals weighted by how often each shape runs in a step (``calls``); the memory-saving replay
-is not counted, so the weighted total is a lower bound on what a step spends in convs.
+``nn.Conv3d``), then times forward + backward for each distinct shape two ways: ``fast`` with
+``crevnet.nn.conv.conv_same`` (gradients as forward convs), ``native`` with PyTorch's own conv. Every
+stride-1 cube-kernel conv is timed both ways, also the 1×1 and 2-D ones that the model leaves on
+PyTorch's backward (``model_uses_fast`` says which path the model takes), so the rule in
+``crevnet/nn/conv.py`` can be checked on any config. Prints one JSON object per shape and a last one
+with the totals weighted by how often each shape runs in a forward (``calls_per_forward``), for the
+path the model takes and for the native path; the memory-saving replay is not counted.
 
 Example::
 
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from crevnet.nn import CrevNet, load_config
-from crevnet.nn.conv import native_backward
+from crevnet.nn.conv import conv_same, native_backward
 
 Shape = tuple[str, tuple[int, ...], int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool]
 
@@ -57,20 +60,51 @@ def conv_shapes(model: CrevNet, video: torch.Tensor) -> Counter[Shape]:
     return seen
 
 
-def time_shape(module: nn.Module, x: torch.Tensor, reps: int) -> float:
-    """Median seconds of ``module(x).backward(g)`` (weight, bias and input gradients)."""
+def fast_padding(module: nn.Conv2d | nn.Conv3d) -> int | None:
+    """The padding ``conv_same`` can run this conv with (any kernel size), or None."""
+    pad, k = module.padding, module.kernel_size
+    if (
+        isinstance(pad, str)
+        or module.padding_mode != "zeros"
+        or module.groups != 1
+        or any(s != 1 for s in module.stride)
+        or any(d != 1 for d in module.dilation)
+        or len(set(k)) != 1
+        or len(set(pad)) != 1
+    ):
+        return None
+    return pad[0]
+
+
+def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: int) -> float:
+    """Median seconds of forward + backward (input, weight and bias gradients) on ``path``."""
     x = x.requires_grad_()
-    g = torch.randn_like(module(x))
+    pad = fast_padding(module)
+
+    def run() -> torch.Tensor:
+        if path == "fast":
+            assert pad is not None
+            return conv_same(x, module.weight, module.bias, pad)
+        with native_backward():  # the module's own class may be crevnet's Conv3d
+            return module._conv_forward(x, module.weight, module.bias)
+
+    g = torch.randn_like(run())
 
     def once() -> float:
         t0 = time.perf_counter()
         x.grad = None
         module.zero_grad(set_to_none=True)
-        module(x).backward(g)
+        run().backward(g)
         return time.perf_counter() - t0
 
     once()
     return statistics.median(once() for _ in range(reps))
+
+
+def model_uses_fast(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model's own module takes the fast backward for this input."""
+    y = module(x.detach().requires_grad_())
+    return y.grad_fn is not None and "_SameConv" in type(y.grad_fn).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     model = CrevNet(load_config(args.config))
     c = model.config.encoder.in_channels
     shapes = conv_shapes(model, torch.rand(args.batch, args.frames, c, args.size, args.size))
-    total_fast = total_native = 0.0
+    total_model = total_native = 0.0
     for (kind, in_shape, c_out, groups, k, stride, pad, bias), calls in sorted(shapes.items()):
         module = next(
             m
@@ -100,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             and (m.bias is not None) == bias
         )
         x = torch.randn(in_shape)
-        fast = time_shape(module, x, args.reps)
-        with native_backward():
-            native = time_shape(module, x, args.reps)
-        total_fast += calls * fast
+        native = time_shape(module, x, "native", args.reps)
+        fast = time_shape(module, x, "fast", args.reps) if fast_padding(module) is not None else None
+        uses_fast = model_uses_fast(module, x)
+        total_model += calls * (fast if uses_fast and fast is not None else native)
         total_native += calls * native
         row = {
             "conv": kind,
@@ -112,18 +146,19 @@ def main(argv: list[str] | None = None) -> int:
             "kernel": list(k),
             "stride": list(stride),
             "calls_per_forward": calls,
-            "fast_ms": round(fast * 1e3, 3),
+            "model_uses_fast": uses_fast,
+            "fast_ms": None if fast is None else round(fast * 1e3, 3),
             "native_ms": round(native * 1e3, 3),
-            "speedup": round(native / fast, 2),
+            "speedup": None if fast is None else round(native / fast, 2),
         }
         print(json.dumps(row), flush=True)
     summary = {
         "config": args.config,
         "batch": args.batch,
         "threads": args.threads,
-        "weighted_fast_s": round(total_fast, 3),
-        "weighted_native_s": round(total_native, 3),
-        "speedup": round(total_native / total_fast, 2),
+        "weighted_model_ms": round(total_model * 1e3, 3),
+        "weighted_native_ms": round(total_native * 1e3, 3),
+        "speedup": round(total_native / total_model, 2),
         "torch": torch.__version__,
     }
     print(json.dumps(summary))

@@ -2,6 +2,7 @@
 
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
 from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
+from crevnet.nn.conv import Conv3d, native_backward
 from crevnet.nn.coupling import AdditiveCoupling, RevNetCoupling, merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import ReversibleStep, SavedTensorCounter, reversible_chain
@@ -20,6 +21,7 @@ from crevnet.nn.reshape import SpaceToDepth, depth_to_space, space_to_depth
 __all__ = [
     "AdditiveCoupling",
     "AdditiveUpdate",
+    "Conv3d",
     "ConvLSTMCell",
     "ConvSigmoidGate",
     "ConvexUpdate",
@@ -43,6 +45,7 @@ __all__ = [
     "load_config",
     "make_norm",
     "merge_halves",
+    "native_backward",
     "reversible_chain",
     "sliding_windows",
     "space_to_depth",

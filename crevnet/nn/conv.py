@@ -15,11 +15,12 @@ themselves, so this module computes them with oneDNN's fast *forward* kernel:
 
 This is the same arithmetic in another order (equal to the native backward to rounding; tested in
 float64 against ``torch.autograd.gradcheck`` and against PyTorch's own backward). The fast path is
-taken only where it is valid and was measured to pay off (``benchmarks/conv_backward.py``): CPU
-tensors, float32/float64, no autocast, 3-D, kernel > 1, stride 1, dilation 1, one group, symmetric
-zero padding. There it was 1.1-3.7× faster per conv (forward + backward); 1×1 convs and 2-D convs
-were 10-25% slower, so they keep PyTorch's own backward, as do CUDA (cuDNN's backward is fast),
-strided convs and autocast. Parameters and their names are those of ``nn.Conv3d``, so checkpoints
+taken only where it is valid and was measured to pay off (``benchmarks/conv_backward.py``,
+``benchmarks/results/conv_backward.jsonl``): CPU tensors, float32/float64, no autocast, 3-D, kernel
+> 1, stride 1, dilation 1, one group, symmetric zero padding. On the paper model's 3×3×3 convs
+forward + backward was 1.3-3.1× faster on 2 threads; its 1×1×1 convs (0.8×) and the 2-D model's
+convs (0.5-1.0×) were slower, so they keep PyTorch's own backward, as do CUDA (cuDNN's backward is
+fast), strided convs and autocast. Parameters and their names are those of ``nn.Conv3d``, so checkpoints
 and parameter counts do not change.
 
 :func:`native_backward` switches the fast path off inside a ``with`` block (for comparisons and
@@ -50,6 +51,13 @@ def native_backward() -> Iterator[None]:
         yield
     finally:
         _FAST.reset(token)
+
+
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device argument
+        return torch.is_autocast_cpu_enabled()
 
 
 class _SameConv(torch.autograd.Function):
@@ -99,7 +107,7 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype
-        and not torch.is_autocast_enabled("cpu")
+        and not _cpu_autocast_enabled()
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
     ):

@@ -1,0 +1,92 @@
+"""The speed benchmarks run and print the fields the README's figures are read from (tiny shapes)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+TINY_3D = {
+    "model": {
+        "net": {
+            "encoder": {"stages": [1, 1, 1], "channels": [2, 8, 32], "memory_saving": True},
+            "predictor": {"layers": 2},
+            "window": 3,
+        }
+    }
+}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny3d.yaml"
+    path.write_text(yaml.safe_dump(TINY_3D))
+    return path
+
+
+@pytest.mark.parametrize("conv_backward", ["fast", "native"])
+def test_train_step_prints_the_issue_fields(tiny_config, capsys, monkeypatch, conv_backward):
+    bench = _load("train_step")
+    peaks = iter([40.0, 50.0])  # before and after the timed steps: the larger one counts
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: next(peaks))
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    argv = ["--config", str(tiny_config), "--batch", "2", "--threads", "1", "--steps", "2", "--frames", "6"]
+    assert bench.main([*argv, "--size", "16", "--conv-backward", conv_backward]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in (
+        "config",
+        "batch",
+        "threads",
+        "params",
+        "gmac_per_sample",
+        "step_s_median",
+        "achieved_gflops",
+        "matmul_peak_gflops",
+        "peak_rss_mb",
+        "memory_saving",
+    ):
+        assert key in row, key
+    assert row["batch"] == 2 and row["threads"] == 1 and row["memory_saving"] is True
+    assert row["conv_backward"] == conv_backward
+    assert row["matmul_peak_runs"] == [40.0, 50.0] and row["matmul_peak_gflops"] == 50.0
+    assert len(row["step_s"]) == 2
+    expected = 6 * row["gmac_per_sample"] * 2 / row["step_s_median"]
+    rounding = 0.0005 / row["step_s_median"]  # the printed median has 3 decimals
+    assert row["achieved_gflops"] == pytest.approx(expected, rel=rounding + 1e-3, abs=0.1)
+    assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=2e-3)
+
+
+def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
+    bench = _load("conv_backward")
+    argv = ["--config", str(tiny_config), "--batch", "1", "--threads", "1", "--frames", "5"]
+    assert bench.main([*argv, "--size", "16", "--reps", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    *shapes, summary = rows
+    # Tiny 3-D model: three stages of one block (3 convs each) + 2 ST-LSTM layers (conv_a, conv_b,
+    # conv_o, 1×1 conv_h) + 2 gates (1×1); 5 frames -> 2 transitions of 3-frame windows.
+    assert {tuple(r["kernel"]) for r in shapes} == {(3, 3, 3), (1, 1, 1)}
+    assert sum(r["calls_per_forward"] for r in shapes if r["input"][0] == 1) == 2 * 2 * 5
+    assert all(r["native_ms"] > 0 for r in shapes)
+    # both paths are timed for every stride-1 conv (the 1×1 ones too); strided ones only natively
+    assert all((r["fast_ms"] is None) == (r["stride"] != [1, 1, 1]) for r in shapes)
+    assert any(r["stride"] == [1, 2, 2] for r in shapes) and all(r["fast_ms"] != 0 for r in shapes)
+    # the model takes the fast backward for exactly its 3×3×3 convs
+    assert all(
+        r["model_uses_fast"] == (r["kernel"] == [3, 3, 3] and r["stride"] == [1, 1, 1]) for r in shapes
+    )
+    model_ms = sum(
+        r["calls_per_forward"] * r["fast_ms" if r["model_uses_fast"] else "native_ms"] for r in shapes
+    )
+    native_ms = sum(r["calls_per_forward"] * r["native_ms"] for r in shapes)
+    assert summary["weighted_model_ms"] == pytest.approx(model_ms, rel=1e-3, abs=0.01)
+    assert summary["weighted_native_ms"] == pytest.approx(native_ms, rel=1e-3, abs=0.01)
