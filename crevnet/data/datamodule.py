@@ -18,14 +18,16 @@ Batches are float32 (B, T, 1, H, W) in [0, 1].
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from crevnet.data.dataset import MovingMNIST
 from crevnet.data.generator import MovingMNISTGenerator, StandardGenerator
 from crevnet.data.mnist import ensure_mnist, load_mnist
-from crevnet.data.sampler import EpochSampler
+from crevnet.data.sampler import EpochSampler, ResumableLoader
 from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
 
 __all__ = ["TRAIN_STREAM", "VAL_STREAM", "MovingMNISTDataModule"]
@@ -151,23 +153,39 @@ class MovingMNISTDataModule(L.LightningDataModule):
             raise RuntimeError("MovingMNISTDataModule: call setup('test') first")
         return self.test_data.name
 
-    def _loader(self, dataset: Dataset, sampler: Sampler[int] | None = None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-        )
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "shuffle": False,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self.pin_memory,
+        }
+
+    def _loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, **self._loader_kwargs())
+
+    def _train_position(self) -> tuple[int, int]:
+        """(epoch, batches the training loop has consumed in it), from the trainer's loop progress."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        loop = trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.ready
 
     def train_dataloader(self) -> DataLoader:
-        """Fresh (or fixed) generated training sequences, ``train_size`` per epoch."""
+        """Fresh (or fixed) generated training sequences, ``train_size`` per epoch.
+
+        The loader is a :class:`ResumableLoader`: a run resumed from a mid-epoch checkpoint continues
+        with the batches a straight run would have seen next (single process; under DDP the resumed
+        epoch restarts from its first batch).
+        """
         if self.train_dataset is None:
             self.setup("fit")
         sampler = EpochSampler(self.train_size, fixed=self.fixed_train)
-        return self._loader(self.train_dataset, sampler)
+        return ResumableLoader(
+            self.train_dataset, sampler=sampler, position=self._train_position, **self._loader_kwargs()
+        )
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation sequences, in order."""

@@ -70,22 +70,24 @@ def _fit(root: Path, extra: list[str], callbacks: list[L.Callback] | None = None
     return CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks} if callbacks else None)
 
 
-@pytest.mark.parametrize("interrupt_at", [4, 6])  # at an epoch boundary (4 batches/epoch) and mid-epoch
-def test_resume_continues_with_the_same_step_optimizer_and_scheduler(
-    smoke_env: Path, interrupt_at: int
+@pytest.mark.parametrize("fixed_train", [True, False])
+@pytest.mark.parametrize("interrupt_at", [4, 6, 7])  # an epoch boundary (4 batches/epoch), mid-epoch
+def test_resume_continues_exactly_like_a_straight_run(
+    smoke_env: Path, interrupt_at: int, fixed_train: bool
 ) -> None:
     """Interrupt after ``interrupt_at`` steps, resume with ``--ckpt_path last``, compare with a straight run.
 
-    At an epoch boundary everything matches (weights, Adam moments). Mid-epoch the step, the
-    scheduler and Adam's step counts match, but the data loader restarts its epoch (it is not
-    resumable), so the later batches and hence the weights differ: that case checks only the counts.
+    Step, scheduler, Adam state and weights all match, also mid-epoch: the training loader saves its
+    position (epoch, samples consumed) in the checkpoint and the resumed run continues with the very
+    batches the straight run saw next. Fresh sequences every epoch (``fixed_train=false``) make a
+    wrong epoch or offset change the data, so the comparison would catch it.
     """
     common = [
-        "--trainer.max_steps=8",
+        "--trainer.max_steps=10",
         "--data.train_size=16",  # 4 batches of 4 per epoch
-        "--data.fixed_train=true",
+        f"--data.fixed_train={str(fixed_train).lower()}",
         "--model.schedule.kind=cosine",
-        "--model.total_steps=8",
+        "--model.total_steps=10",
         "--trainer.val_check_interval=2",
         "--checkpoint.every_n_train_steps=1",
     ]
@@ -94,20 +96,20 @@ def test_resume_continues_with_the_same_step_optimizer_and_scheduler(
         _fit(smoke_env / "b", common, [_Interrupt(interrupt_at)])
     last = smoke_env / "b" / "smoke" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(last)["global_step"] == interrupt_at
-    resumed = _fit(smoke_env / "b", [*common, "--ckpt_path=last"])
-    assert resumed.trainer.global_step == straight.trainer.global_step == 8
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*dataloader is not resumable.*")
+        resumed = _fit(smoke_env / "b", [*common, "--ckpt_path=last"])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 10
+    assert resumed.trainer.current_epoch == straight.trainer.current_epoch
     opt_a = straight.trainer.optimizers[0].state_dict()
     opt_b = resumed.trainer.optimizers[0].state_dict()
     assert opt_a["param_groups"] == opt_b["param_groups"]
-    for key, state in opt_a["state"].items():
-        assert int(state["step"]) == int(opt_b["state"][key]["step"]) == 8
     sched_a = straight.trainer.lr_scheduler_configs[0].scheduler.state_dict()
     sched_b = resumed.trainer.lr_scheduler_configs[0].scheduler.state_dict()
-    assert sched_a["last_epoch"] == sched_b["last_epoch"] == 8
+    assert sched_a["last_epoch"] == sched_b["last_epoch"] == 10
     assert sched_a["_last_lr"] == pytest.approx(sched_b["_last_lr"])
-    if interrupt_at % 4:
-        return
     for key, state in opt_a["state"].items():
+        assert int(state["step"]) == int(opt_b["state"][key]["step"]) == 10
         torch.testing.assert_close(state["exp_avg"], opt_b["state"][key]["exp_avg"], rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(
             state["exp_avg_sq"], opt_b["state"][key]["exp_avg_sq"], rtol=1e-5, atol=1e-9
