@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from crevnet.nn import CrevNet, load_config
-from crevnet.nn.conv import conv_same, native_backward
+from crevnet.nn.conv import conv_same, native_backward, same_padding
 
 Shape = tuple[str, tuple[int, ...], int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool]
 
@@ -60,26 +60,10 @@ def conv_shapes(model: CrevNet, video: torch.Tensor) -> Counter[Shape]:
     return seen
 
 
-def fast_padding(module: nn.Conv2d | nn.Conv3d) -> int | None:
-    """The padding ``conv_same`` can run this conv with (any kernel size), or None."""
-    pad, k = module.padding, module.kernel_size
-    if (
-        isinstance(pad, str)
-        or module.padding_mode != "zeros"
-        or module.groups != 1
-        or any(s != 1 for s in module.stride)
-        or any(d != 1 for d in module.dilation)
-        or len(set(k)) != 1
-        or len(set(pad)) != 1
-    ):
-        return None
-    return pad[0]
-
-
 def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: int) -> float:
     """Median seconds of forward + backward (input, weight and bias gradients) on ``path``."""
     x = x.requires_grad_()
-    pad = fast_padding(module)
+    pad = same_padding(module)
 
     def run() -> torch.Tensor:
         if path == "fast":
@@ -135,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         x = torch.randn(in_shape)
         native = time_shape(module, x, "native", args.reps)
-        fast = time_shape(module, x, "fast", args.reps) if fast_padding(module) is not None else None
+        fast = time_shape(module, x, "fast", args.reps) if same_padding(module) is not None else None
         uses_fast = model_uses_fast(module, x)
         total_model += calls * (fast if uses_fast and fast is not None else native)
         total_native += calls * native

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv3d", "conv_same", "native_backward"]
+__all__ = ["Conv3d", "conv_same", "native_backward", "same_padding"]
 
 _FAST = ContextVar("crevnet_fast_conv_backward", default=True)
 _CONV_FN = {4: F.conv2d, 5: F.conv3d}
@@ -115,8 +115,12 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return _CONV_FN[x.dim()](x, weight, bias, padding=padding)
 
 
-def _same_padding(conv: nn.modules.conv._ConvNd) -> int | None:
-    """The symmetric padding of a conv that the fast path can run, or None."""
+def same_padding(conv: nn.Conv2d | nn.Conv3d) -> int | None:
+    """The padding with which :func:`conv_same` computes ``conv`` (any kernel size), or None.
+
+    None unless the conv has stride 1, dilation 1, one group, a cube kernel and the same zero
+    padding on every side.
+    """
     k = conv.kernel_size
     pad = conv.padding
     if (
@@ -126,7 +130,6 @@ def _same_padding(conv: nn.modules.conv._ConvNd) -> int | None:
         or any(s != 1 for s in conv.stride)
         or any(d != 1 for d in conv.dilation)
         or len(set(k)) != 1
-        or k[0] == 1
         or len(set(pad)) != 1
     ):
         return None
@@ -141,7 +144,7 @@ class Conv3d(nn.Conv3d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = _same_padding(self)
-        if pad is None:
+        pad = same_padding(self)
+        if pad is None or self.kernel_size[0] == 1:  # 1×1×1 convs measured faster natively
             return super().forward(x)
         return conv_same(x, self.weight, self.bias, pad)
