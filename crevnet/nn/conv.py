@@ -107,6 +107,7 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype
+        and padding <= weight.shape[2] - 1  # the input gradient's padding k - 1 - p must be >= 0
         and not _cpu_autocast_enabled()
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))

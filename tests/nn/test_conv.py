@@ -107,6 +107,7 @@ def test_non_contiguous_input():
         ({"kernel_size": 3, "padding": 1, "padding_mode": "replicate"}, "not zero padding"),
         ({"kernel_size": 3, "padding": "same"}, "string padding"),
         ({"kernel_size": (1, 3, 3), "padding": (0, 1, 1)}, "non-cube kernel"),
+        ({"kernel_size": 3, "padding": 3}, "padding > k - 1: the adjoint would need negative padding"),
     ],
 )
 def test_falls_back_to_nn_conv3d(kwargs, why):
