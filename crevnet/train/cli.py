@@ -159,7 +159,8 @@ class CrevNetCLI(LightningCLI):
             if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
                 if cb._last_global_step_saved != self.trainer.global_step:
                     path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
-                    self.trainer.save_checkpoint(path)
+                    # a full checkpoint (optimizer, loops, callbacks) so that it can be resumed
+                    self.trainer.save_checkpoint(path, weights_only=False)
                 return
 
 
