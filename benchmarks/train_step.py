@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "size": args.size,
         "params": params,
-        "gmac_per_sample": round(gmac, 4),
+        "gmac_per_sample": float(f"{gmac:.6g}"),
         "step_s": [round(t, 3) for t in times],
         "step_s_median": round(med, 3),
         "achieved_gflops": round(achieved, 1),
