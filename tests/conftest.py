@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,32 @@ def fit_tiny_checkpoint(path: Path, frames: int = 6, size: int = 16) -> torch.nn
 def tiny_net():
     """The tiny 2-D CrevNetConfig the checkpoint tests train."""
     return _tiny_net()
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``run_cli(*argv)`` runs ``crevnet *argv`` in this process: (exit status, stdout, stderr)."""
+    from crevnet.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def one_error_line() -> Callable[[str], str]:
+    """Checks that stderr is one ``crevnet: error: ...`` line and no traceback; returns that line."""
+
+    def check(err: str) -> str:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("crevnet: error: "), err
+        assert "Traceback" not in err
+        return lines[0]
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from crevnet.cli import main as cli_main
 from crevnet.data.testset import TestSet
 from crevnet.data.video import read_clip
 from crevnet.evaluate import collect_samples, evaluate_model, render_markdown, write_report
+
+RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You defined a `validation_step`"),
@@ -34,12 +37,6 @@ def files(tmp_path_factory: pytest.TempPathFactory, fit_tiny) -> dict[str, Path]
     sequences[:, :, :4] = 0  # a dark band, as in Moving MNIST
     np.save(root / "test.npy", sequences)
     return {"ckpt": root / "tiny.ckpt", "test": root / "test.npy", "root": root}
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli_main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -167,12 +164,12 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
 
 
 def test_surrogate_test_set_is_named_as_such(
-    files: dict[str, Path], mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: dict[str, Path], mnist_dir: Path, tmp_path: Path, run_cli: RunCli
 ) -> None:
     # No --test-set: "auto" falls back to the surrogate where mnist_test_seq.npy is absent, and says so.
     argv = ["evaluate", "--ckpt", str(files["ckpt"]), "--limit", "2", "--data-dir", str(mnist_dir.parent)]
     argv += ["--out", str(tmp_path), "--horizon", "2", "--samples", "1", "--device", "cpu"]
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0, err
     assert "mnist_test_seq.npy not found" in err and "using the surrogate test set" in err
     report = json.loads((tmp_path / "metrics.json").read_text())
@@ -183,37 +180,30 @@ def test_surrogate_test_set_is_named_as_such(
     assert "surrogate test set" in out
 
 
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("crevnet: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def test_bad_inputs_give_one_line_and_exit_2(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: dict[str, Path], tmp_path: Path, run_cli: RunCli, one_error_line: Callable[[str], str]
 ) -> None:
     base = ["--test-set", str(files["test"]), "--out", str(tmp_path / "o"), "--device", "cpu"]
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(tmp_path / "missing.ckpt"), *base)
-    assert code == 2 and "checkpoint not found" in _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(tmp_path / "missing.ckpt"), *base)
+    assert code == 2 and "checkpoint not found" in one_error_line(err)
 
     not_ours = tmp_path / "weights.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {"lr": 0.1}}, not_ours)
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(not_ours), *base)
-    assert code == 2 and "no crevnet model config" in _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(not_ours), *base)
+    assert code == 2 and "no crevnet model config" in one_error_line(err)
 
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(files["test"]), *base)
-    assert code == 2 and "not a torch checkpoint" in _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(files["test"]), *base)
+    assert code == 2 and "not a torch checkpoint" in one_error_line(err)
 
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(files["ckpt"]), *base, "--horizon", "9")
-    line = _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(files["ckpt"]), *base, "--horizon", "9")
+    line = one_error_line(err)
     assert code == 2 and "sequences have 6 frames; context 3 + horizon 9 needs 12" in line
 
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(files["ckpt"]), *base, "--limit", "50")
-    assert code == 2 and "asked for 50 sequences; it holds 5" in _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(files["ckpt"]), *base, "--limit", "50")
+    assert code == 2 and "asked for 50 sequences; it holds 5" in one_error_line(err)
 
     bad_file = tmp_path / "broken.npy"
     bad_file.write_bytes(b"not an array")
-    code, _, err = _run(capsys, "evaluate", "--ckpt", str(files["ckpt"]), "--test-set", str(bad_file))
-    assert code == 2 and "broken.npy: not a readable .npy file" in _one_error_line(err)
+    code, _, err = run_cli("evaluate", "--ckpt", str(files["ckpt"]), "--test-set", str(bad_file))
+    assert code == 2 and "broken.npy: not a readable .npy file" in one_error_line(err)
     assert not (tmp_path / "o").exists()  # nothing written for a failed run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,14 @@ import torch
 from PIL import Image
 
 from crevnet.checkpoint import load_model
-from crevnet.cli import main as cli_main
 from crevnet.data.video import read_clip, write_frames
 from crevnet.errors import DataError
 from crevnet.nn.encoder import EncoderConfig
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.nn.predictor import PredictorConfig
 from crevnet.predict import parse_size, predict_clip, prepare_clip
+
+RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You defined a `validation_step`"),
@@ -42,12 +44,6 @@ def rgb_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     return path, grey
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli_main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _train_size(ckpt: Path) -> int:
     """The frame size the checkpoint records (16: the clips of the ``ckpt`` fixture), else the 64 default."""
     meta = load_model(ckpt).meta
@@ -68,12 +64,12 @@ def _expected_from_rgb(ckpt: Path, grey: np.ndarray, horizon: int) -> tuple[torc
 
 
 def test_cli_converts_tells_and_writes_npy(
-    ckpt: Path, rgb_clip: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ckpt: Path, rgb_clip: tuple[Path, np.ndarray], tmp_path: Path, run_cli: RunCli
 ) -> None:
     clip, grey = rgb_clip
     out = tmp_path / "pred.npy"
     argv = ["predict", "--ckpt", str(ckpt), "--input", str(clip), "--horizon", "2", "--out", str(out)]
-    code, stdout, err = _run(capsys, *argv, "--device", "cpu")
+    code, stdout, err = run_cli(*argv, "--device", "cpu")
     assert code == 0, err
     lines = err.strip().splitlines()
     assert len(lines) == 1
@@ -88,41 +84,41 @@ def test_cli_converts_tells_and_writes_npy(
 
 
 def test_cli_output_formats(
-    ckpt: Path, rgb_clip: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ckpt: Path, rgb_clip: tuple[Path, np.ndarray], tmp_path: Path, run_cli: RunCli
 ) -> None:
     clip, grey = rgb_clip
     context, expected = _expected_from_rgb(ckpt, grey, 3)
     s = _train_size(ckpt)
     base = ["predict", "--ckpt", str(ckpt), "--input", str(clip), "--horizon", "3", "--device", "cpu"]
 
-    assert _run(capsys, *base, "--out", str(tmp_path / "p.gif"))[0] == 0
+    assert run_cli(*base, "--out", str(tmp_path / "p.gif"))[0] == 0
     gif = read_clip(tmp_path / "p.gif", grayscale=True)
     assert gif.shape == (3, 1, s, s)
     assert (gif - expected).abs().max() <= 1.01 / 255  # 8-bit grey, exact up to rounding
 
-    assert _run(capsys, *base, "--out", str(tmp_path / "p.mp4"))[0] == 0
+    assert run_cli(*base, "--out", str(tmp_path / "p.mp4"))[0] == 0
     video = read_clip(tmp_path / "p.mp4", grayscale=True)
     assert video.shape == (3, 1, s, s)
     assert (video - expected).abs().mean() < 0.1  # lossy codec
 
-    assert _run(capsys, *base, "--out", str(tmp_path / "p.png"))[0] == 0
+    assert run_cli(*base, "--out", str(tmp_path / "p.png"))[0] == 0
     with Image.open(tmp_path / "p.png") as sheet:
         # Two rows (context, prediction) of s×s frames drawn at scale 2 with 2-pixel gaps.
         assert sheet.size[1] == 2 + 2 * (2 * s + 2)
 
-    assert _run(capsys, *base, "--out", str(tmp_path / "c.npy"), "--with-context")[0] == 0
+    assert run_cli(*base, "--out", str(tmp_path / "c.npy"), "--with-context")[0] == 0
     both = torch.from_numpy(np.load(tmp_path / "c.npy"))
     assert both.shape == (CONTEXT + 3, 1, s, s)
     assert torch.allclose(both[:CONTEXT], context, atol=2e-6)
     assert torch.allclose(both[CONTEXT:], expected, atol=2e-5)
 
 
-def test_folder_input_keep_size(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_folder_input_keep_size(ckpt: Path, tmp_path: Path, run_cli: RunCli) -> None:
     frames = torch.rand(4, 1, 42, 42, generator=torch.Generator().manual_seed(5))
     write_frames(frames, tmp_path / "frames")
     out = tmp_path / "keep.npy"
     argv = ["predict", "--ckpt", str(ckpt), "--input", str(tmp_path / "frames"), "--horizon", "2"]
-    code, _, err = _run(capsys, *argv, "--out", str(out), "--size", "keep", "--context", "4")
+    code, _, err = run_cli(*argv, "--out", str(out), "--size", "keep", "--context", "4")
     assert code == 0, err
     assert "used as they are; context = last 4 frames" in err
     stored = read_clip(tmp_path / "frames")  # the 8-bit PNGs
@@ -180,24 +176,21 @@ def test_prepare_and_size_errors() -> None:
         prepare_clip(torch.full((3, 1, 8, 8), 2.0), 1, 2, "keep", 2)
 
 
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("crevnet: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def test_bad_inputs_give_one_line_and_exit_2(
-    ckpt: Path, rgb_clip: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ckpt: Path,
+    rgb_clip: tuple[Path, np.ndarray],
+    tmp_path: Path,
+    run_cli: RunCli,
+    one_error_line: Callable[[str], str],
 ) -> None:
     clip, _ = rgb_clip
     out = tmp_path / "p.gif"
 
     def predict(*extra: str, ckpt_path: Path = ckpt, clip_path: Path = clip, target: Path = out) -> str:
         argv = ["predict", "--ckpt", str(ckpt_path), "--input", str(clip_path), "--out", str(target)]
-        code, _, err = _run(capsys, *argv, "--horizon", "2", "--device", "cpu", *extra)
+        code, _, err = run_cli(*argv, "--horizon", "2", "--device", "cpu", *extra)
         assert code == 2
-        return _one_error_line(err)
+        return one_error_line(err)
 
     assert "checkpoint not found" in predict(ckpt_path=tmp_path / "missing.ckpt")
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1.0}}, tmp_path / "other.ckpt")
