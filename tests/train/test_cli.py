@@ -124,30 +124,13 @@ def test_resume_without_a_checkpoint_and_a_foreign_checkpoint_are_clear_errors(s
     assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=1"]) == 0
     ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(ckpt)["global_step"] == 1  # saved at the end, not only at validation
+    other_layers = "--model.net.predictor.layers=3"
+    args = ["validate", "--config", str(SMOKE), *QUIET, other_layers, "--ckpt_path", str(ckpt)]
     with pytest.raises(CheckpointError, match=r"predictor\.layers: checkpoint 2, config 3"):
-        main(
-            [
-                "validate",
-                "--config",
-                str(SMOKE),
-                *QUIET,
-                "--model.net.predictor.layers=3",
-                "--ckpt_path",
-                str(ckpt),
-            ]
-        )
+        main(args)
     # the dispatcher turns it into one line and exit status 2
     from crevnet.cli import main as crevnet_main
 
-    args = [
-        "validate",
-        "--config",
-        str(SMOKE),
-        *QUIET,
-        "--model.net.predictor.layers=3",
-        "--ckpt_path",
-        str(ckpt),
-    ]
     assert crevnet_main(args) == 2
 
 
