@@ -31,24 +31,26 @@ from crevnet.nn.conv import conv_same, native_backward, same_padding
 Shape = tuple[str, tuple[int, ...], int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool]
 
 
-def conv_shapes(model: CrevNet, video: torch.Tensor) -> Counter[Shape]:
-    """Distinct (class, input shape, c_out, groups, kernel, stride, padding, bias) of one loss forward."""
-    seen: Counter[Shape] = Counter()
+def conv_shapes(model: CrevNet, video: torch.Tensor) -> dict[Shape, tuple[nn.Conv2d | nn.Conv3d, int]]:
+    """Each distinct (class, input shape, c_out, groups, kernel, stride, padding, bias) of one loss
+    forward, with one module that ran it and how many calls had it."""
+    calls: Counter[Shape] = Counter()
+    example: dict[Shape, nn.Conv2d | nn.Conv3d] = {}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         assert isinstance(module, nn.Conv2d | nn.Conv3d)
-        seen[
-            (
-                "Conv3d" if isinstance(module, nn.Conv3d) else "Conv2d",
-                tuple(inputs[0].shape),
-                module.out_channels,
-                module.groups,
-                tuple(module.kernel_size),
-                tuple(module.stride),
-                tuple(module.padding),  # type: ignore[arg-type]
-                module.bias is not None,
-            )
-        ] += 1
+        key = (
+            "Conv3d" if isinstance(module, nn.Conv3d) else "Conv2d",
+            tuple(inputs[0].shape),
+            module.out_channels,
+            module.groups,
+            tuple(module.kernel_size),
+            tuple(module.stride),
+            tuple(module.padding),  # type: ignore[arg-type]
+            module.bias is not None,
+        )
+        calls[key] += 1
+        example.setdefault(key, module)
 
     handles = [
         m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)
@@ -57,7 +59,7 @@ def conv_shapes(model: CrevNet, video: torch.Tensor) -> Counter[Shape]:
         model.loss(video)
     for h in handles:
         h.remove()
-    return seen
+    return {key: (example[key], n) for key, n in calls.items()}
 
 
 def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: int) -> float:
@@ -107,16 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     c = model.config.encoder.in_channels
     shapes = conv_shapes(model, torch.rand(args.batch, args.frames, c, args.size, args.size))
     total_model = total_native = 0.0
-    for (kind, in_shape, c_out, groups, k, stride, pad, bias), calls in sorted(shapes.items()):
-        module = next(
-            m
-            for m in model.modules()
-            if isinstance(m, nn.Conv2d | nn.Conv3d)
-            and (m.in_channels, m.out_channels, m.groups, tuple(m.kernel_size), tuple(m.stride))
-            == (in_shape[1], c_out, groups, k, stride)
-            and tuple(m.padding) == pad  # type: ignore[arg-type]
-            and (m.bias is not None) == bias
-        )
+    for (kind, in_shape, c_out, _, k, stride, _, _), (module, calls) in sorted(shapes.items()):
         x = torch.randn(in_shape)
         native = time_shape(module, x, "native", args.reps)
         fast = time_shape(module, x, "fast", args.reps) if same_padding(module) is not None else None
