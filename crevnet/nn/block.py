@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from crevnet.nn.conv import Conv3d
+from crevnet.nn.conv import conv_class
 from crevnet.nn.coupling import merge_halves, split_halves
 from crevnet.nn.reshape import depth_to_space, space_to_depth
 
@@ -21,7 +21,6 @@ __all__ = ["IRevNetBlock", "NormKind", "ResidualFunction", "make_norm"]
 
 NormKind = Literal["group", "batch", "none"]
 
-_CONV = {2: nn.Conv2d, 3: Conv3d}
 _BATCHNORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
@@ -77,14 +76,12 @@ class ResidualFunction(nn.Sequential):
         pre_activation: bool = True,
         init_scale: float = 1.0,
     ) -> None:
-        if dims not in _CONV:
-            raise ValueError(f"dims must be 2 or 3, got {dims}")
+        conv = conv_class(dims)  # ValueError unless dims is 2 or 3
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         width = out_channels // mult
         if width < 1:
             raise ValueError(f"out_channels // mult must be >= 1, got {out_channels} // {mult}")
-        conv = _CONV[dims]
         pad = kernel_size // 2
         spatial_stride = stride if dims == 2 else (1, stride, stride)
         layers: list[nn.Module] = []

@@ -19,19 +19,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from crevnet.nn.conv import Conv3d
+from crevnet.nn.conv import conv_class
 
-__all__ = ["ConvLSTMCell", "LSTMState", "SpatioTemporalLSTMCell", "conv_class"]
-
-_CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: Conv3d}
-
-
-def conv_class(dims: int) -> type[nn.Module]:
-    """``nn.Conv2d`` for ``dims == 2``, :class:`crevnet.nn.conv.Conv3d` (``nn.Conv3d`` with a faster CPU
-    backward) for ``dims == 3``; ValueError otherwise."""
-    if dims not in _CONV:
-        raise ValueError(f"dims must be 2 or 3, got {dims}")
-    return _CONV[dims]
+__all__ = ["ConvLSTMCell", "LSTMState", "SpatioTemporalLSTMCell"]
 
 
 class LSTMState(NamedTuple):

@@ -24,7 +24,7 @@ fast), strided convs and autocast. Parameters and their names are those of ``nn.
 and parameter counts do not change.
 
 :func:`native_backward` switches the fast path off inside a ``with`` block (for comparisons and
-benchmarks).
+benchmarks). :func:`conv_class` is the one place the encoder and the predictor get their conv layer.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv3d", "conv_same", "native_backward", "same_padding"]
+__all__ = ["Conv3d", "conv_class", "conv_same", "native_backward", "same_padding"]
 
 _FAST = ContextVar("crevnet_fast_conv_backward", default=True)
 _CONV_FN = {4: F.conv2d, 5: F.conv3d}
@@ -149,3 +149,14 @@ class Conv3d(nn.Conv3d):
         if pad is None or self.kernel_size[0] == 1:  # 1×1×1 convs measured faster natively
             return super().forward(x)
         return conv_same(x, self.weight, self.bias, pad)
+
+
+_CONV_CLASS: dict[int, type[nn.Conv2d | nn.Conv3d]] = {2: nn.Conv2d, 3: Conv3d}
+
+
+def conv_class(dims: int) -> type[nn.Conv2d | nn.Conv3d]:
+    """The conv layer of every crevnet model: ``nn.Conv2d`` for ``dims == 2``, :class:`Conv3d`
+    (``nn.Conv3d`` with the fast CPU backward) for ``dims == 3``; ValueError otherwise."""
+    if dims not in _CONV_CLASS:
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    return _CONV_CLASS[dims]

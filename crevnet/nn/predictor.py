@@ -25,7 +25,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell, conv_class
+from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
+from crevnet.nn.conv import conv_class
 from crevnet.nn.coupling import merge_halves, split_halves
 
 __all__ = [
