@@ -23,6 +23,7 @@ from crevnet.checkpoint import config_to_dict
 from crevnet.errors import CheckpointError
 from crevnet.metrics import frame_mse, frame_ssim
 from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
+from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
 __all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
@@ -50,6 +51,7 @@ class CrevNetModule(L.LightningModule):
         weight_decay: decoupled weight decay (AdamW) when > 0; plain Adam otherwise.
         schedule: learning-rate schedule; the default is the paper's ×0.2 step at 5/6 of training.
         sampling: scheduled-sampling curriculum; the default is the paper's 100% teacher forcing.
+        loss: weights of the MSE, L1 and SSIM terms; the default is the paper's MSE alone.
         context: frames given to the model at validation/test time (and always ground truth in
             training); the rest of each clip is predicted.
         total_steps: optimizer steps that define progress 1.0; default ``trainer.max_steps`` (or the
@@ -71,6 +73,7 @@ class CrevNetModule(L.LightningModule):
         weight_decay: float = 0.0,
         schedule: LRSchedule | None = None,
         sampling: SamplingCurriculum | None = None,
+        loss: LossWeights | None = None,
         context: int = 10,
         total_steps: int | None = None,
         time_progress: bool = True,
@@ -83,6 +86,8 @@ class CrevNetModule(L.LightningModule):
             schedule = LRSchedule(**schedule)
         if isinstance(sampling, Mapping):
             sampling = SamplingCurriculum(**sampling)
+        if isinstance(loss, Mapping):
+            loss = LossWeights(**loss)
         if not isinstance(net, CrevNetConfig):
             raise TypeError(f"CrevNetModule: net must be a CrevNetConfig, got {type(net).__name__}")
         if not lr > 0:
@@ -93,6 +98,7 @@ class CrevNetModule(L.LightningModule):
             raise ValueError(f"CrevNetModule: total_steps must be >= 1, got {total_steps}")
         self.schedule = schedule or LRSchedule()
         self.sampling = sampling or SamplingCurriculum()
+        self.loss_weights = loss or LossWeights()
         # Hyperparameters are stored as plain containers so checkpoints load with weights_only=True.
         self.save_hyperparameters(
             {
@@ -102,6 +108,7 @@ class CrevNetModule(L.LightningModule):
                 "weight_decay": weight_decay,
                 "schedule": dataclasses.asdict(self.schedule),
                 "sampling": dataclasses.asdict(self.sampling),
+                "loss": dataclasses.asdict(self.loss_weights),
                 "context": context,
                 "total_steps": total_steps,
                 "time_progress": time_progress,
@@ -169,14 +176,15 @@ class CrevNetModule(L.LightningModule):
         return gen
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """The paper's loss (``CrevNet.loss``) with the current sampling probability."""
+        """The weighted loss (:mod:`crevnet.train.loss`) with the current sampling probability."""
         del batch_idx
         if self._frame_size is None:
             self._frame_size = [int(batch.shape[-2]), int(batch.shape[-1])]
         prob = self.sampling.probability(self.progress())
-        loss = self.net.loss(
+        pred, target = self.net(
             batch, sampling_prob=prob, context=self.context, generator=self._sampling_generator()
         )
+        loss = prediction_loss(pred, target, self.loss_weights)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
         self.log("train/sampling_prob", prob, batch_size=batch.shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch.shape[0])
