@@ -1,0 +1,105 @@
+"""AdaptiveThreads: the tuner keeps the measured-fastest thread count and re-measures when steps slow."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crevnet.train.threads import AdaptiveThreads, ThreadTuner, usable_cores
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(tuner: ThreadTuner, cost: dict[int, float], steps: int, clock: FakeClock | None = None) -> list[int]:
+    used = []
+    for _ in range(steps):
+        threads = tuner.threads
+        used.append(threads)
+        if clock is not None:
+            clock.now += cost[threads]
+        tuner.step_done(cost[threads])
+    return used
+
+
+def test_probe_picks_the_fastest_count_and_skips_the_first_step_after_a_switch():
+    tuner = ThreadTuner((1, 2), probe_steps=3, reprobe_seconds=1e9)
+    # idle machine: 2 threads faster
+    used = run(tuner, {1: 0.15, 2: 0.10}, 8)
+    assert used == [1, 1, 1, 1, 2, 2, 2, 2]  # 1 untimed + 3 timed steps per count
+    assert tuner.chosen == 2
+    assert tuner.history[-1]["medians"] == {1: 0.15, 2: 0.10}
+    # busy neighbour: 2 threads spin and lose -> 1 thread
+    tuner = ThreadTuner((1, 2), probe_steps=3, reprobe_seconds=1e9)
+    run(tuner, {1: 0.16, 2: 0.45}, 8)
+    assert tuner.chosen == 1
+
+
+def test_more_threads_must_win_by_the_margin():
+    tuner = ThreadTuner((1, 2), probe_steps=2, reprobe_seconds=1e9, margin=1.05)
+    run(tuner, {1: 0.100, 2: 0.098}, 6)  # 2% faster is noise: keep the cheaper setting
+    assert tuner.chosen == 1
+
+
+def test_slowdown_triggers_a_new_probe_that_follows_the_neighbour():
+    tuner = ThreadTuner((1, 2), probe_steps=2, reprobe_seconds=1e9, slowdown=1.4)
+    run(tuner, {1: 0.15, 2: 0.10}, 6)
+    assert tuner.chosen == 2
+    # a neighbour arrives: 2 threads become 4x slower; after probe_steps slow steps a probe starts
+    run(tuner, {1: 0.17, 2: 0.40}, 2 + 6)
+    assert tuner.chosen == 1
+    assert len(tuner.history) == 2
+
+
+def test_timer_reprobes_so_a_departed_neighbour_is_noticed():
+    clock = FakeClock()
+    tuner = ThreadTuner((1, 2), probe_steps=2, reprobe_seconds=10.0, clock=clock)
+    run(tuner, {1: 0.2, 2: 0.8}, 6, clock)
+    assert tuner.chosen == 1
+    # the neighbour left: 1 thread is as fast as before (no slowdown), only the timer can tell
+    run(tuner, {1: 0.2, 2: 0.1}, 60 + 6, clock)
+    assert tuner.chosen == 2
+    assert len(tuner.history) >= 2
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="candidates"):
+        ThreadTuner(())
+    with pytest.raises(ValueError, match="probe_steps"):
+        ThreadTuner((1, 2), probe_steps=0)
+    with pytest.raises(ValueError, match="max_threads"):
+        AdaptiveThreads(max_threads=0)
+
+
+def test_callback_sets_torch_threads_from_the_tuner(monkeypatch):
+    monkeypatch.setattr("crevnet.train.threads.usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        cb = AdaptiveThreads(max_threads=2, probe_steps=1)
+
+        class Module:
+            def __init__(self) -> None:
+                self.logged: list[tuple[str, float]] = []
+
+            def log(self, name, value, **kwargs):
+                self.logged.append((name, value))
+
+        module = Module()
+        cb.on_fit_start(None, module)
+        assert torch.get_num_threads() == 1  # the probe starts with the smallest count
+        for _ in range(2):  # 1 untimed + 1 timed step at 1 thread
+            cb.on_train_batch_start(None, module)
+            cb.on_train_batch_end(None, module)
+        assert torch.get_num_threads() == 2  # now probing 2 threads
+        assert ("train/threads", 1.0) in module.logged
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_usable_cores_is_positive():
+    assert usable_cores() >= 1
