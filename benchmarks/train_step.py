@@ -12,10 +12,20 @@ shared VM a single reading before the steps was seen anywhere between 92 and 177
 ``--conv-backward native`` runs PyTorch's own Conv3d backward instead of crevnet's faster one
 (``crevnet.nn.conv``), to measure what it is worth.
 
+The step is the one ``crevnet fit`` takes with the same config: the batch size (``data.batch_size``),
+the thread count (``torch_threads``; ``--threads adaptive`` picks it by timing as the
+``AdaptiveThreads`` callback does), the loss weights (``model.loss``) and the scheduled-sampling
+rollout (``model.sampling`` at progress ``--progress``, 0.5 by default: once the probability is above
+zero every step takes the step-by-step rollout path). ``samples_per_s = batch / step_s_median``.
+``--busy-neighbour`` then starts one busy-loop process (``python -c "while True: pass"``), times the
+same steps beside it (after an adaptive probe when ``--threads adaptive``), stops it, and adds
+``busy_samples_per_s`` and ``busy_threads``.
+
 Example::
 
     python benchmarks/train_step.py --config configs/mmnist_crevnet3d.yaml --batch 8 --threads 2 \
         --memory-saving --steps 3
+    python benchmarks/train_step.py --config configs/quickstart.yaml --threads adaptive --busy-neighbour
 """
 
 from __future__ import annotations
@@ -26,15 +36,22 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.conv import native_backward
+from crevnet.train.loss import LossWeights, prediction_loss
+from crevnet.train.schedule import SamplingCurriculum
+from crevnet.train.threads import ThreadTuner, usable_cores
 
 
 def matmul_peak_gflops(sizes: tuple[int, ...] = (1024, 2048), reps: int = 8) -> float:
@@ -92,11 +109,41 @@ def _cpu_name() -> str:
     return "unknown"
 
 
+def _fit_settings(path: str) -> dict[str, Any]:
+    """What ``crevnet fit --config path`` trains with, besides the model: batch, threads, loss, sampling."""
+    with Path(path).open() as fh:
+        data = yaml.safe_load(fh) or {}
+    model = data.get("model") or {}
+    model = model.get("init_args", model)
+    return {
+        "batch": (data.get("data") or {}).get("batch_size"),
+        "threads": data.get("torch_threads"),
+        "loss": LossWeights(**(model.get("loss") or {})),
+        "sampling": SamplingCurriculum(**(model.get("sampling") or {})),
+        "context": model.get("context", 10),
+    }
+
+
+def _busy_neighbour() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML with a model: net: section")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--batch", type=int, default=None, help="default: the config's data.batch_size, else 8"
+    )
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="a count, or 'adaptive' (timed probe as AdaptiveThreads); default: the config's "
+        "torch_threads, else 2",
+    )
+    parser.add_argument(
+        "--progress", type=float, default=0.5, help="training progress at which model.sampling is read"
+    )
+    parser.add_argument("--busy-neighbour", action="store_true", help="also time beside a busy-loop process")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=64, help="frame height = width")
@@ -115,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         help="crevnet's Conv3d backward (fast, default) or PyTorch's own (native)",
     )
     args = parser.parse_args(argv)
+    fit = _fit_settings(args.config)
+    args.batch = args.batch or fit["batch"] or 8
+    threads_arg = str(args.threads or fit["threads"] or 2)
+    adaptive = threads_arg == "adaptive"
+    if not adaptive and not threads_arg.isdigit():
+        parser.error(f"--threads {threads_arg}: expected a positive count or 'adaptive'")
+    args.threads = usable_cores() if adaptive else int(threads_arg)
+    sampling_prob = fit["sampling"].probability(args.progress)
 
     torch.set_num_threads(args.threads)
     cpu = _cpu_name()
@@ -142,22 +197,50 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     load_before = os.getloadavg()
 
+    context = min(int(fit["context"]), args.frames - 1)
+    gen = torch.Generator().manual_seed(0)
+
     def step() -> float:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model.loss(video)
+        pred, target = model(video, sampling_prob=sampling_prob, context=context, generator=gen)
+        loss = prediction_loss(pred, target, fit["loss"])
         loss.backward()
         opt.step()
         return time.perf_counter() - t0
 
-    with native_backward() if args.conv_backward == "native" else nullcontext():
+    def timed_steps() -> tuple[list[float], int]:
+        # the adaptive probe as AdaptiveThreads runs it, then the timed steps at the chosen count
+        if adaptive and args.threads > 1:
+            tuner = ThreadTuner(tuple(range(1, args.threads + 1)), reprobe_seconds=float("inf"))
+            while len(tuner.history) < 1:
+                torch.set_num_threads(tuner.threads)
+                tuner.step_done(step())
+            torch.set_num_threads(tuner.chosen)
         step()  # warm-up: allocator, oneDNN primitive caches
-        times = [step() for _ in range(args.steps)]
+        return [step() for _ in range(args.steps)], torch.get_num_threads()
+
+    busy: dict[str, Any] = {}
+    with native_backward() if args.conv_backward == "native" else nullcontext():
+        times, used_threads = timed_steps()
         if args.profile:
             with torch.profiler.profile() as prof:
                 step()
             table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
             print(table, file=sys.stderr)
+        if args.busy_neighbour:
+            torch.set_num_threads(args.threads)
+            neighbour = _busy_neighbour()
+            try:
+                busy_times, busy_threads = timed_steps()
+            finally:
+                neighbour.kill()
+                neighbour.wait()
+            busy = {
+                "busy_step_s": [round(t, 3) for t in busy_times],
+                "busy_samples_per_s": round(args.batch / statistics.median(busy_times), 2),
+                "busy_threads": busy_threads,
+            }
     peaks.append(matmul_peak_gflops())
     peak = max(peaks)
     med = statistics.median(times)
@@ -165,13 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "config": args.config,
         "batch": args.batch,
-        "threads": args.threads,
+        "threads": threads_arg if adaptive else args.threads,
+        "threads_used": used_threads,
         "frames": args.frames,
         "size": args.size,
         "params": params,
         "gmac_per_sample": float(f"{gmac:.6g}"),
         "step_s": [round(t, 3) for t in times],
         "step_s_median": round(med, 3),
+        "samples_per_s": round(args.batch / med, 2),
+        **busy,
+        "sampling_prob": round(sampling_prob, 3),
+        "loss": dataclasses.asdict(fit["loss"]),
         "achieved_gflops": round(achieved, 1),
         "achieved_gflops_definition": "6 * gmac_per_sample * batch / step_s_median "
         "(training step = 3x forward FLOPs, 1 MAC = 2 FLOPs)",

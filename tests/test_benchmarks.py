@@ -90,3 +90,46 @@ def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
     native_ms = sum(r["calls_per_forward"] * r["native_ms"] for r in shapes)
     assert summary["weighted_model_ms"] == pytest.approx(model_ms, rel=1e-3, abs=0.01)
     assert summary["weighted_native_ms"] == pytest.approx(native_ms, rel=1e-3, abs=0.01)
+
+
+def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys, monkeypatch):
+    # batch, threads, loss and sampling come from the config as crevnet fit reads them
+    config = {
+        **TINY_3D,
+        "torch_threads": 1,
+        "data": {"batch_size": 3},
+        "model": {
+            **TINY_3D["model"],
+            "loss": {"mse": 1.0, "l1": 0.5},
+            "sampling": {"start": 1.0, "end": 1.0},
+        },
+    }
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    started = []
+    real = bench._busy_neighbour
+    monkeypatch.setattr(bench, "_busy_neighbour", lambda: started.append(1) or real())
+    argv = ["--config", str(path), "--steps", "1", "--frames", "5", "--size", "16", "--busy-neighbour"]
+    assert bench.main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["batch"] == 3 and row["threads"] == 1 and row["sampling_prob"] == 1.0
+    assert row["loss"] == {"mse": 1.0, "l1": 0.5, "ssim": 0.0}
+    assert row["samples_per_s"] == pytest.approx(3 / row["step_s_median"], rel=0.02)
+    assert row["busy_samples_per_s"] > 0 and row["busy_threads"] == 1 and started == [1]
+    assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=1e-3)
+
+
+def test_train_step_adaptive_threads_probes_every_count(tiny_config, capsys, monkeypatch):
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    monkeypatch.setattr(bench, "usable_cores", lambda: 2)
+    argv = ["--config", str(tiny_config), "--batch", "1", "--steps", "1", "--frames", "5", "--size", "16"]
+    assert bench.main([*argv, "--threads", "adaptive"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["threads"] == "adaptive" and row["threads_used"] in (1, 2)
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--threads", "many"])

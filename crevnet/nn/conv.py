@@ -18,10 +18,13 @@ float64 against ``torch.autograd.gradcheck`` and against PyTorch's own backward)
 taken only where it is valid and was measured to pay off (``benchmarks/conv_backward.py``,
 ``benchmarks/results/conv_backward.jsonl``): CPU tensors, float32/float64, no autocast, 3-D, kernel
 > 1, stride 1, dilation 1, one group, symmetric zero padding. On the paper model's 3×3×3 convs
-forward + backward was 1.3-3.1× faster on 2 threads; its 1×1×1 convs (0.8×) and the 2-D model's
-convs (0.5-1.0×) were slower, so they keep PyTorch's own backward, as do CUDA (cuDNN's backward is
-fast), strided convs and autocast. Parameters and their names are those of ``nn.Conv3d``, so checkpoints
-and parameter counts do not change.
+forward + backward was 1.3-3.1× faster on 2 threads; its 1×1×1 convs (0.8×) were slower, so they
+keep PyTorch's own backward, as do CUDA (cuDNN's backward is fast), strided convs and autocast. Of the
+2-D model's convs only the full-resolution ones with one or two channels in and out gain (the first
+encoder stage on 32×32 frames: 1.5-2.6×, where oneDNN's backward took 6-9 ms against ~2 ms for the
+forward); wider 2-D convs were 0.6-1.0× and keep PyTorch's backward (:class:`Conv2d`). Parameters
+and their names are those of ``nn.Conv2d`` / ``nn.Conv3d``, so checkpoints and parameter counts do
+not change.
 
 :func:`native_backward` switches the fast path off inside a ``with`` block (for comparisons and
 benchmarks). :func:`conv_class` is the one place the encoder and the predictor get their conv layer.
@@ -37,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv3d", "conv_class", "conv_same", "native_backward", "same_padding"]
+__all__ = ["Conv2d", "Conv3d", "conv_class", "conv_same", "native_backward", "same_padding"]
 
 _FAST = ContextVar("crevnet_fast_conv_backward", default=True)
 _CONV_FN = {4: F.conv2d, 5: F.conv3d}
@@ -151,12 +154,31 @@ class Conv3d(nn.Conv3d):
         return conv_same(x, self.weight, self.bias, pad)
 
 
-_CONV_CLASS: dict[int, type[nn.Conv2d | nn.Conv3d]] = {2: nn.Conv2d, 3: Conv3d}
+_NARROW_2D = 4  # in_channels · out_channels up to which a 2-D conv takes the fast backward
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that takes :func:`conv_same`'s backward where it measured faster: stride-1 convs
+    with at most two channels in and out (``in · out <= 4``); every other conv is ``nn.Conv2d``.
+
+    Shape:
+        (B, C_in, H, W) -> (B, C_out, H', W'), as ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = same_padding(self)
+        if pad is None or self.kernel_size[0] == 1 or self.in_channels * self.out_channels > _NARROW_2D:
+            return super().forward(x)
+        return conv_same(x, self.weight, self.bias, pad)
+
+
+_CONV_CLASS: dict[int, type[nn.Conv2d | nn.Conv3d]] = {2: Conv2d, 3: Conv3d}
 
 
 def conv_class(dims: int) -> type[nn.Conv2d | nn.Conv3d]:
-    """The conv layer of every crevnet model: ``nn.Conv2d`` for ``dims == 2``, :class:`Conv3d`
-    (``nn.Conv3d`` with the fast CPU backward) for ``dims == 3``; ValueError otherwise."""
+    """The conv layer of every crevnet model: :class:`Conv2d` for ``dims == 2``, :class:`Conv3d` for
+    ``dims == 3`` (``nn.Conv2d`` / ``nn.Conv3d`` with the fast CPU backward where it pays off);
+    ValueError otherwise."""
     if dims not in _CONV_CLASS:
         raise ValueError(f"dims must be 2 or 3, got {dims}")
     return _CONV_CLASS[dims]

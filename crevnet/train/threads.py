@@ -129,12 +129,14 @@ class AdaptiveThreads(L.Callback):
     """Lightning callback: train with the thread count that measures fastest right now.
 
     Args:
-        max_threads: largest count to try; default the usable cores (``os.sched_getaffinity``).
+        max_threads: largest count to try; default the thread count set when the fit starts
+            (``torch_threads``, or PyTorch's default), never more than the usable cores.
         probe_steps: timed steps per count in a probe.
         reprobe_seconds: wall time between probes (a neighbour may have come or gone).
         slowdown: step-time ratio against the last probe that triggers an early probe.
 
-    The chosen count is logged as ``train/threads``. With one usable core it does nothing.
+    The chosen count is logged as ``train/threads``. With a largest count of 1 (one usable core, or
+    ``--torch_threads 1``) it does nothing.
     """
 
     def __init__(
@@ -155,7 +157,7 @@ class AdaptiveThreads(L.Callback):
         self._t0: float | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        top = min(self.max_threads or usable_cores(), usable_cores())
+        top = min(self.max_threads or torch.get_num_threads(), usable_cores())
         if top > 1:
             self.tuner = ThreadTuner(
                 tuple(range(1, top + 1)), self.probe_steps, self.reprobe_seconds, self.slowdown

@@ -101,5 +101,17 @@ def test_callback_sets_torch_threads_from_the_tuner(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_callback_does_nothing_when_the_run_allows_one_thread(monkeypatch):
+    monkeypatch.setattr("crevnet.train.threads.usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what --torch_threads 1 does before the fit starts
+        cb = AdaptiveThreads()
+        cb.on_fit_start(None, None)
+        assert cb.tuner is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_usable_cores_is_positive():
     assert usable_cores() >= 1
