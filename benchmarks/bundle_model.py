@@ -8,7 +8,8 @@ as the checkpoint. Prints one JSON line.
 
 Usage::
 
-    python benchmarks/bundle_model.py --ckpt runs/learning_curve_bundled/checkpoints/last.ckpt --name mmnist-cpu
+    python benchmarks/bundle_model.py --name mmnist-cpu \
+        --ckpt runs/learning_curve_bundled/checkpoints/last.ckpt
 """
 
 from __future__ import annotations

@@ -212,7 +212,8 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     """Rebuild a :class:`~crevnet.nn.CrevNet` from a checkpoint written by ``crevnet fit``.
 
     Args:
-        path: the checkpoint (``.ckpt``).
+        path: the checkpoint (``.ckpt``), or the name of a bundled model (``"mmnist-cpu"``, see
+            :mod:`crevnet.bundled`).
         map_location: device the weights are loaded onto; the model is moved there and put in
             eval mode.
 
@@ -222,8 +223,11 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     Raises:
         CheckpointError: the file is missing or not a torch checkpoint, is not a crevnet
             checkpoint (no ``net`` hyperparameters, no CrevNet weights), or its weights do not match
-            its config.
+            its config; a bare name that is not bundled (the message lists the bundled names).
     """
+    from crevnet.bundled import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     checkpoint = load_checkpoint_dict(path, map_location)
     source = str(path)
     hparams = checkpoint.get("hyper_parameters")

@@ -405,7 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Metrics of a checkpoint beside the 'zeros' and 'copy last frame' baselines, with a "
         "Markdown report, a per-horizon plot, sample GIFs and a contact sheet.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt)")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+    )
     parser.add_argument(
         "--test-set",
         default="auto",
@@ -432,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher)."""
+    from crevnet.bundled import WEIGHTS_DIR
     from crevnet.checkpoint import load_model
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -456,9 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = evaluate_model(
         loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress
     )
-    results = {"checkpoint": str(Path(args.ckpt).resolve()), **results}
-    ckpt = Path(args.ckpt)
-    out = Path(args.out) if args.out else ckpt.parent / f"eval_{ckpt.stem}"
+    ckpt = Path(loaded.meta["path"])
+    results = {"checkpoint": str(ckpt.resolve()), **results}
+    # a bundled model lives inside the package: its report goes to the working folder
+    default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent
+    out = Path(args.out) if args.out else default_dir / f"eval_{ckpt.stem}"
     samples = (
         collect_samples(loaded.model, test, context, horizon, args.samples, device) if args.samples else None
     )

@@ -299,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict the frames that follow a clip (.npy/.npz, .mp4/.avi/.mov/.mkv, .gif or a "
         "folder of images) and write them as .gif, .mp4, .png (contact sheet) or .npy.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt)")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+    )
     parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
     parser.add_argument("--horizon", type=int, required=True, help="number of frames to predict")
     parser.add_argument("--out", required=True, help="output file: .gif, .mp4, .png or .npy")
