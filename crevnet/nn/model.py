@@ -202,7 +202,7 @@ class CrevNet(nn.Module):
         context: int = 10,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training rollout over every window transition, with teacher forcing.
+        """Training rollout over every window transition, with teacher forcing or scheduled sampling.
 
         Step ``s = 0 .. S-1`` (``S = T - window``) feeds window ``s`` and predicts window ``s+1``.
         With ``sampling_prob = 0`` every input is ground truth (the paper's 100% teacher forcing;
@@ -212,8 +212,12 @@ class CrevNet(nn.Module):
         prediction of that window, its slots holding frames ``< context`` overwritten with ground
         truth exactly as :meth:`predict` does. Gradients flow through the fed-back predictions.
         With ``sampling_prob = 1`` the rollout equals :meth:`predict` on the first ``context``
-        frames. With ``norm="batch"`` in the encoder, the teacher-forced path normalises over all
-        ``B·S`` windows at once (GroupNorm, the default, is per sample and unaffected).
+        frames. Either way the ground-truth windows are encoded in one batch and the predictions
+        decoded in one batch; a fed-back window made only of predicted frames enters the RPM as the
+        latent it was decoded from (``encode(decode(z)) = z``, the encoder being a bijection), so
+        free running costs about what teacher forcing costs. With ``norm="batch"`` in the encoder,
+        the encoder normalises over all ``B·S`` windows at once (GroupNorm, the default, is per
+        sample and unaffected).
 
         Args:
             video: frames in [0, 1].
@@ -239,35 +243,40 @@ class CrevNet(nn.Module):
         b, n = windows.shape[:2]
         steps = n - 1
         target = windows[:, 1:]
-        if sampling_prob == 0.0:
-            return self._teacher_forced(windows, steps), target
-        device = generator.device if generator is not None else video.device
-        draw = torch.rand((b, steps), generator=generator, device=device).to(video.device)
-        feed_back = draw < sampling_prob  # (B, S)
-        first_free = max(1, context - w + 1)  # first step whose input holds a frame >= context
-        state: PredictorState | None = None
-        prev: torch.Tensor | None = None
-        preds: list[torch.Tensor] = []
-        for s in range(steps):
-            x_in = windows[:, s]  # (B, W, C, H, W)
-            if prev is not None and s >= first_free:
-                known = min(max(context - s, 0), w)  # leading slots holding frames < context
-                fed = torch.cat((x_in[:, :known], prev[:, known:]), 1)
-                x_in = torch.where(feed_back[:, s].view(b, 1, 1, 1, 1), fed, x_in)
-            z, state = self.predictor(self._encode(x_in), state)
-            prev = self._decode(z)  # (B, W, C, H, W)
-            preds.append(prev)
-        return torch.stack(preds, 1), target
+        feed_back: torch.Tensor | None = None
+        if sampling_prob > 0.0:
+            device = generator.device if generator is not None else video.device
+            draw = torch.rand((b, steps), generator=generator, device=device).to(video.device)
+            feed_back = draw < sampling_prob  # (B, S)
+        return self._rollout(windows, steps, feed_back, context), target
 
-    def _teacher_forced(self, windows: torch.Tensor, steps: int) -> torch.Tensor:
+    def _rollout(
+        self, windows: torch.Tensor, steps: int, feed_back: torch.Tensor | None, context: int
+    ) -> torch.Tensor:
+        # Every ground-truth input window is encoded in one batch, every prediction decoded in one batch.
+        # A fed-back prediction whose slots are all predicted frames is encode(decode(z_out)) = z_out
+        # (the encoder is a bijection), so it enters the RPM as its latent without the round trip; only
+        # windows that mix context frames with predicted ones are decoded and encoded again.
+        w = self.config.window
         b = windows.shape[0]
         inputs = windows[:, :steps].transpose(0, 1).flatten(0, 1)  # (S·B, W, C, H, W), step-major
-        z = self._encode(inputs).unflatten(0, (steps, b))  # (S, B, 2c, [W,] h, w)
+        z_gt = self._encode(inputs).unflatten(0, (steps, b))  # (S, B, 2c, [W,] h, w)
+        first_free = max(1, context - w + 1)  # first step whose input holds a frame >= context
         state: PredictorState | None = None
-        outs = []
+        outs: list[torch.Tensor] = []
         for s in range(steps):
-            z_s, state = self.predictor(z[s], state)
-            outs.append(z_s)
+            z_in = z_gt[s]
+            if feed_back is not None and s >= first_free:
+                known = min(max(context - s, 0), w)  # leading slots holding frames < context
+                if known == 0:
+                    fed = outs[-1]
+                else:
+                    prev = self._decode(outs[-1])  # (B, W, C, H, W)
+                    fed = self._encode(torch.cat((windows[:, s, :known], prev[:, known:]), 1))
+                pick = feed_back[:, s].view(b, *([1] * (z_in.dim() - 1)))
+                z_in = torch.where(pick, fed, z_in)
+            z_out, state = self.predictor(z_in, state)
+            outs.append(z_out)
         pred = self._decode(torch.cat(outs, 0))  # (S·B, W, C, H, W)
         return pred.unflatten(0, (steps, b)).transpose(0, 1)  # (B, S, W, C, H, W)
 
@@ -297,7 +306,9 @@ class CrevNet(nn.Module):
         The windows of the context (0 .. Tc − window) warm the recurrent states; the prediction
         after the last one is the window ending at frame Tc. Then the model runs on its own decoded
         windows, whose slots holding context frames are overwritten with ground truth (the paper's
-        rollout); the newest slot of each predicted window is the output frame.
+        rollout); the newest slot of each predicted window is the output frame. A predicted window
+        with no context slot left is fed back as its latent (the encoder is a bijection: no decode /
+        encode round trip), and all outputs are decoded in one batch at the end.
 
         Args:
             context: the observed frames in [0, 1], at least ``window`` of them.
@@ -320,14 +331,15 @@ class CrevNet(nn.Module):
         state: PredictorState | None = None
         for j in range(nw):
             z_out, state = self.predictor(z[j], state)
-        frames: list[torch.Tensor] = []
-        for k in range(horizon):
-            pred = self._decode(z_out)  # frames tc-w+1+k .. tc+k, (B, W, C, H, W)
-            frames.append(pred[:, -1])
-            if k == horizon - 1:
-                break
-            known = max(w - 1 - k, 0)  # leading slots that hold context frames
+        outs = [z_out]
+        for k in range(1, horizon):
+            known = max(w - k, 0)  # leading slots of the next input that hold context frames
             if known:
-                pred = torch.cat((context[:, tc - known :], pred[:, known:]), 1)
-            z_out, state = self.predictor(self._encode(pred), state)
-        return torch.stack(frames, 1)
+                pred = self._decode(outs[-1])  # frames tc-w+k .. tc+k-1
+                z_in = self._encode(torch.cat((context[:, tc - known :], pred[:, known:]), 1))
+            else:
+                z_in = outs[-1]  # encode(decode(z)) = z: the encoder is a bijection
+            z_out, state = self.predictor(z_in, state)
+            outs.append(z_out)
+        frames = self._decode(torch.cat(outs, 0))[:, -1]  # newest slot of each window, (H·B, C, H, W)
+        return frames.unflatten(0, (horizon, b)).transpose(0, 1)  # (B, horizon, C, H, W)

@@ -172,6 +172,55 @@ def test_scheduled_sampling() -> None:
         model(video, sampling_prob=1.5)
 
 
+def _reference_rollout(model: CrevNet, video: torch.Tensor, feed_back: torch.Tensor, context: int):
+    """The rollout as the paper runs it: every fed-back window is decoded, patched and encoded again."""
+    w = model.config.window
+    windows = sliding_windows(video, w)
+    b, n = windows.shape[:2]
+    first_free = max(1, context - w + 1)
+    state, prev, preds = None, None, []
+    for s in range(n - 1):
+        x_in = windows[:, s]
+        if prev is not None and s >= first_free:
+            known = min(max(context - s, 0), w)
+            fed = torch.cat((x_in[:, :known], prev[:, known:]), 1)
+            x_in = torch.where(feed_back[:, s].view(b, 1, 1, 1, 1), fed, x_in)
+        z, state = model.predictor(model._encode(x_in), state)
+        prev = model._decode(z)
+        preds.append(prev)
+    return torch.stack(preds, 1)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("sampling_prob", [0.5, 1.0])
+def test_latent_feedback_equals_the_decode_encode_round_trip(dims: int, sampling_prob: float) -> None:
+    # A fully predicted window re-enters the RPM as its latent (encode(decode(z)) = z): same predictions
+    # and same gradients as decoding and re-encoding it, in float64 to round-off.
+    model = _model(dims).double()
+    video = _video(t=10).double()
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    pred, _ = model(video, sampling_prob=sampling_prob, context=4, generator=gen())
+    steps = 10 - model.config.window
+    feed_back = torch.rand((2, steps), generator=gen(), dtype=torch.float32) < sampling_prob
+    ref = _reference_rollout(model, video, feed_back, context=4)
+    torch.testing.assert_close(pred, ref, rtol=0, atol=1e-10)
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_new = torch.autograd.grad(pred.square().sum(), params)
+    g_ref = torch.autograd.grad(ref.square().sum(), params)
+    for a, b in zip(g_new, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    with torch.no_grad():
+        out = model.predict(video[:, :4], horizon=6)
+    torch.testing.assert_close(
+        out,
+        _reference_rollout(model, video, torch.ones(2, steps, dtype=torch.bool), 4)[
+            :, 4 - model.config.window :, -1
+        ],
+        rtol=0,
+        atol=1e-10,
+    )
+
+
 # -- predict -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dims", [2, 3])
 def test_predict_horizons(dims: int) -> None:
