@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
     )
     parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
-    parser.add_argument("--horizon", type=int, required=True, help="number of frames to predict")
+    parser.add_argument("--horizon", type=int, default=10, help="number of frames to predict (default 10)")
     parser.add_argument("--out", required=True, help="output file: .gif, .mp4, .png or .npy")
     parser.add_argument(
         "--context", type=int, default=None, help="observed frames (default: what the model was trained with)"
