@@ -41,7 +41,7 @@ from crevnet.data.testset import (
     load_test_set,
 )
 from crevnet.errors import CrevnetError, DataError
-from crevnet.metrics import MetricAccumulator, copy_last_baseline, zeros_baseline
+from crevnet.metrics import MetricAccumulator, copy_last_baseline, mean_context_baseline, zeros_baseline
 from crevnet.nn.model import CrevNet
 
 __all__ = [
@@ -55,10 +55,18 @@ __all__ = [
     "write_report",
 ]
 
-BASELINES: dict[str, str] = {"zeros": "zeros", "copy_last": "copy last frame"}
-"""Baseline key in ``metrics.json`` -> the name the report prints."""
+BASELINES: dict[str, str] = {
+    "zeros": "zeros",
+    "copy_last": "copy last frame",
+    "mean_context": "mean of context",
+}
+"""Baseline key in ``metrics.json`` -> the name the report prints (a test set lists the keys it uses)."""
 
-_BASELINE_FNS = {"zeros": zeros_baseline, "copy_last": copy_last_baseline}
+_BASELINE_FNS = {
+    "zeros": zeros_baseline,
+    "copy_last": copy_last_baseline,
+    "mean_context": mean_context_baseline,
+}
 _REPORTED = ("mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl", "per_horizon")
 _COLUMNS = (  # (key, header) of the report's table
     ("mse", "MSE ↓"),
@@ -159,7 +167,8 @@ def evaluate_model(
     frames = int(videos.shape[1])
     _check_lengths(model, frames, context, horizon, test_set.name)
     dev = _model_device(model) if device is None else resolve_device(device)
-    accumulators = {name: MetricAccumulator() for name in ("model", *BASELINES)}
+    baselines = test_set.baselines
+    accumulators = {name: MetricAccumulator() for name in ("model", *baselines)}
     was_training = model.training
     model.to(dev).eval()
     start = time.monotonic()
@@ -173,8 +182,8 @@ def evaluate_model(
                 past = clip[:, :context]
                 future = clip[:, context : context + horizon]
                 accumulators["model"].update(model.predict(past, horizon), future)
-                for name, baseline in _BASELINE_FNS.items():
-                    accumulators[name].update(baseline(past, horizon), future)
+                for name in baselines:
+                    accumulators[name].update(_BASELINE_FNS[name](past, horizon), future)
                 bar.update(len(clip))
     finally:
         bar.close()
@@ -189,7 +198,7 @@ def evaluate_model(
         "device": str(dev),
         "eval_seconds": round(time.monotonic() - start, 3),
         "model": _metric_dict(accumulators["model"].compute()),
-        "baselines": {name: _metric_dict(accumulators[name].compute()) for name in BASELINES},
+        "baselines": {name: _metric_dict(accumulators[name].compute()) for name in baselines},
     }
 
 
@@ -244,7 +253,7 @@ def _fmt(value: float, key: str) -> str:
 
 def _rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("model", results["model"])] + [
-        (label, results["baselines"][key]) for key, label in BASELINES.items()
+        (BASELINES.get(key, key), metrics) for key, metrics in results["baselines"].items()
     ]
 
 
@@ -281,18 +290,33 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"The model's MSE is {ratio:.3f}× that of the zeros baseline: it {verdict} predicting black frames.",
+    ]
+    others = [(k, m["mse"]) for k, m in results["baselines"].items() if k != "zeros" and m["mse"] > 0]
+    if others:
+        ratios = ", ".join(f"{results['model']['mse'] / mse:.3f}× {BASELINES.get(k, k)}" for k, mse in others)
+        lines.append(f"Against the other baselines, the model's MSE is {ratios}.")
+    lines += [
         "",
         "MSE and MAE are summed over the C·H·W pixels of a frame on the [0, 1] scale, then averaged over "
         "frames and sequences (OpenSTL's convention); per-pixel MSE = MSE / (C·H·W). PSNR: per frame, "
         "peak 1. SSIM: Gaussian window 11×11, σ 1.5, data range 1. SSIM (OpenSTL): 7×7 uniform window, "
-        "data range 2.",
+        "data range 2. Colour frames: SSIM is computed on each channel alone and averaged over the "
+        "channels (no colour-space conversion); MSE/MAE sum over all three channels.",
         "",
         "## Per horizon step",
         "",
-        "| step | model MSE | zeros MSE | copy last MSE | model SSIM | zeros SSIM | copy last SSIM |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    series = [m["per_horizon"] for _, m in _rows(results)]
+    rows = _rows(results)
+    labels = [label for label, _ in rows]
+    lines += [
+        "| step | "
+        + " | ".join(f"{label} MSE" for label in labels)
+        + " | "
+        + " | ".join(f"{label} SSIM" for label in labels)
+        + " |",
+        "|---:|" + "---:|" * (2 * len(labels)),
+    ]
+    series = [m["per_horizon"] for _, m in rows]
     for k in range(results["horizon"]):
         mse = " | ".join(f"{s['mse'][k]:.2f}" for s in series)
         ssim = " | ".join(f"{s['ssim'][k]:.4f}" for s in series)
@@ -307,11 +331,11 @@ def _plot_per_horizon(results: dict[str, Any], path: Path) -> None:
 
     fig = Figure(figsize=(9, 3.4), dpi=100)
     steps = list(range(1, results["horizon"] + 1))
-    styles = {"model": "o-", "zeros": "s--", "copy last frame": "^:"}
+    styles = ("o-", "s--", "^:", "d-.")
     panels = (("mse", "MSE (sum per frame) ↓"), ("ssim", "SSIM ↑"))
     for ax, (key, title) in zip(fig.subplots(1, 2), panels, strict=True):
-        for label, metrics in _rows(results):
-            ax.plot(steps, metrics["per_horizon"][key], styles[label], label=label, markersize=4)
+        for (label, metrics), style in zip(_rows(results), styles, strict=False):
+            ax.plot(steps, metrics["per_horizon"][key], style, label=label, markersize=4)
         ax.set_xlabel("horizon step t+k")
         ax.set_title(title)
         ax.set_xticks(steps)
@@ -414,8 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-set",
         default="auto",
         help="'standard' (mnist_test_seq.npy in the data dir), 'surrogate' (seeded, generated from the "
-        "MNIST test digits), a (T, N, H, W) uint8 .npy file, or 'auto' (default: standard where the "
-        "file is found, else surrogate)",
+        "MNIST test digits), a (T, N, H, W) uint8 .npy file, a folder of clips (videos and/or frame "
+        "folders; scored in windows beside a third baseline, the mean of the context), or 'auto' "
+        "(default: standard where the file is found, else surrogate)",
+    )
+    parser.add_argument(
+        "--all-files",
+        action="store_true",
+        help="with --test-set DIR = the checkpoint's training folder: score every clip, not only the "
+        "held-out test clips its recorded split names",
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sequences")
     parser.add_argument("--out", default=None, help="output folder (default: <ckpt folder>/eval_<ckpt name>)")
@@ -455,9 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "using the surrogate test set",
                 file=sys.stderr,
             )
-    test = load_test_set(spec, args.data_dir, args.limit, args.seed)
     context = loaded.meta["context"] if args.context is None else args.context
-    horizon = int(test.videos.shape[1]) - context if args.horizon is None else args.horizon
+    if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
+        from crevnet.data.video_folder import folder_test_set
+
+        test, horizon = folder_test_set(
+            spec, args.ckpt, loaded, context, args.horizon, args.limit, args.all_files
+        )
+    else:
+        test = load_test_set(spec, args.data_dir, args.limit, args.seed)
+        horizon = int(test.videos.shape[1]) - context if args.horizon is None else args.horizon
     results = evaluate_model(
         loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress
     )

@@ -27,7 +27,8 @@ Both SSIMs are vectorised over every frame and channel of a batch (the separable
 as two batched matrix products on the valid region), fast enough for 10,000 sequences × 10 frames.
 
 :class:`MetricAccumulator` averages all of them over batches, overall and per horizon step.
-:func:`zeros_baseline` and :func:`copy_last_baseline` are the trivial predictors a model must beat.
+:func:`zeros_baseline` and :func:`copy_last_baseline` are the trivial predictors a model must beat;
+:func:`mean_context_baseline` (the average observed frame) is a third one, strong on real video.
 
 Inputs are checked: a non-finite value, a shape mismatch, a non-float dtype or a target outside
 [0, 1] (e.g. 0..255 frames) raises a ValueError naming the argument. This module uses only torch
@@ -53,6 +54,7 @@ __all__ = [
     "frame_psnr",
     "frame_ssim",
     "frame_ssim_openstl",
+    "mean_context_baseline",
     "zeros_baseline",
 ]
 
@@ -489,3 +491,23 @@ def copy_last_baseline(context: Tensor, horizon: int) -> Tensor:
     """
     context = _check_baseline_args(context, horizon)
     return context[:, -1:].repeat(1, horizon, 1, 1, 1)  # (B, horizon, C, H, W)
+
+
+def mean_context_baseline(context: Tensor, horizon: int) -> Tensor:
+    """Predict the average of the observed frames, repeated ``horizon`` times (static background).
+
+    Args:
+        context: the observed frames.
+        horizon: number of frames to predict.
+
+    Returns:
+        A new tensor with the dtype and device of ``context``.
+
+    Raises:
+        ValueError: as :func:`zeros_baseline`.
+
+    Shape:
+        context: (B, T, C, H, W) -> (B, horizon, C, H, W)
+    """
+    context = _check_baseline_args(context, horizon)
+    return context.mean(dim=1, keepdim=True).repeat(1, horizon, 1, 1, 1)  # (B, horizon, C, H, W)

@@ -101,3 +101,14 @@ def one_error_line() -> Callable[[str], str]:
 def fit_tiny():
     """:func:`fit_tiny_checkpoint`, for module-scoped fixtures that build their own checkpoint."""
     return fit_tiny_checkpoint
+
+
+@pytest.fixture(scope="session")
+def clip_factory():
+    """``tests/clip_factory.py`` (tiny indexed clips written with OpenCV / Pillow), as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("crevnet_clip_factory", REPO / "tests" / "clip_factory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,6 +3,8 @@
 ``import crevnet.data`` loads numpy and torch only. ``MovingMNISTDataModule`` (lightning) and the
 clip readers/writers (OpenCV) are imported on first use of those names.
 
+``VideoFolderDataModule`` (lightning, OpenCV) trains on a folder of your own clips.
+
 Main entry points: ``load_mnist`` (validated MNIST digits, downloaded if missing),
 ``StandardGenerator`` / ``CrevNetGenerator`` (Moving MNIST generators), ``MovingMNIST`` (torch
 Dataset), ``load_test_set`` ("standard", "surrogate" or a ``.npy``), ``MovingMNISTDataModule``,
@@ -51,6 +53,7 @@ from crevnet.data.testset import (
 
 if TYPE_CHECKING:
     from crevnet.data.datamodule import MovingMNISTDataModule
+    from crevnet.data.folder_datamodule import VideoFolderDataModule
     from crevnet.data.video import (
         error_frames,
         read_clip,
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 # Names served lazily so that importing crevnet.data does not import lightning or cv2.
 _LAZY = {
     "MovingMNISTDataModule": "crevnet.data.datamodule",
+    "VideoFolderDataModule": "crevnet.data.folder_datamodule",
     "error_frames": "crevnet.data.video",
     "read_clip": "crevnet.data.video",
     "write_contact_sheet": "crevnet.data.video",
@@ -94,6 +98,7 @@ __all__ = [
     "MovingMNISTGenerator",
     "StandardGenerator",
     "TestSet",
+    "VideoFolderDataModule",
     "atomic_path",
     "atomic_write",
     "atomic_write_bytes",

@@ -114,7 +114,9 @@ class FitReport(L.Callback):
     ``prediction.gif`` and ``prediction.png`` into ``out_dir`` (default: ``<run dir>/report``).
 
     Args:
-        test_set: "surrogate", "standard" or a path to a (T, N, H, W) uint8 ``.npy``.
+        test_set: "surrogate", "standard", a path to a (T, N, H, W) uint8 ``.npy``, or None: the
+            data module's own test set (``setup("test")`` then ``test_data``; e.g. the held-out
+            clips of a :class:`~crevnet.data.VideoFolderDataModule`).
         num_sequences: first N test sequences (None: all).
         batch_size: clips per forward pass.
         out_dir: report folder (default: the run's log folder + ``/report``).
@@ -123,7 +125,7 @@ class FitReport(L.Callback):
 
     def __init__(
         self,
-        test_set: str = "surrogate",
+        test_set: str | None = "surrogate",
         num_sequences: int | None = 500,
         batch_size: int = 50,
         out_dir: str | None = None,
@@ -148,10 +150,14 @@ class FitReport(L.Callback):
         data_dir = self.data_dir or getattr(trainer.datamodule, "data_dir", None)
         fit_seconds = pl_module.train_seconds() if hasattr(pl_module, "train_seconds") else None
         start = time.monotonic()
+        test_set = self.test_set
+        if test_set is None:  # the data module's own test set
+            trainer.datamodule.setup("test")
+            test_set = trainer.datamodule.test_data
         self.report = write_report(
             pl_module.net,
             out,
-            test_set=self.test_set,
+            test_set=test_set,
             num_sequences=self.num_sequences,
             data_dir=data_dir,
             context=getattr(pl_module, "context", 10),

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -61,9 +62,12 @@ class CrevNetCLI(LightningCLI):
         with warnings.catch_warnings():
             # crevnet's dispatcher passes its own argv on purpose; Lightning warns when sys.argv is non-empty.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter", category=UserWarning)
+            # Any LightningDataModule may be the data section (``data: {class_path: ...}``, e.g.
+            # crevnet.data.VideoFolderDataModule); without a class_path it is MovingMNISTDataModule.
+            kwargs.setdefault("subclass_mode_data", True)
             super().__init__(
                 CrevNetModule,
-                MovingMNISTDataModule,
+                L.LightningDataModule,
                 args=None if args is None else list(args),
                 run=run,
                 **kwargs,
@@ -72,6 +76,9 @@ class CrevNetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the ``checkpoint:`` section and ``torch_threads``."""
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"data": {"class_path": f"{MovingMNISTDataModule.__module__}.MovingMNISTDataModule"}}
+        )
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/mse",

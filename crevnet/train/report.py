@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from crevnet.data.atomic import atomic_write_bytes
-from crevnet.data.testset import SURROGATE_SEED, load_test_set
+from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
 from crevnet.nn.model import CrevNet
 
 __all__ = ["prediction_grid", "write_report"]
@@ -46,7 +46,7 @@ def prediction_grid(truth: torch.Tensor, pred: torch.Tensor, context: int, gap: 
 def write_report(
     net: CrevNet,
     out_dir: str | os.PathLike[str],
-    test_set: str = "surrogate",
+    test_set: str | TestSet = "surrogate",
     num_sequences: int | None = 500,
     data_dir: str | os.PathLike[str] | None = None,
     context: int = 10,
@@ -60,7 +60,8 @@ def write_report(
     Args:
         net: the model.
         out_dir: folder for the three files (created).
-        test_set: "surrogate", "standard" or a path to a (T, N, H, W) uint8 ``.npy``.
+        test_set: "surrogate", "standard", a path to a (T, N, H, W) uint8 ``.npy``, or a loaded
+            :class:`~crevnet.data.testset.TestSet` (e.g. a data module's ``test_data``).
         num_sequences: first N sequences of the test set (None: all).
         data_dir: data directory (MNIST for the surrogate; see ``crevnet.data.paths``).
         context: observed frames; the rest are predicted.
@@ -81,7 +82,9 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    test = load_test_set(test_set, data_dir, num_sequences, seed)
+    test = (
+        test_set if isinstance(test_set, TestSet) else load_test_set(test_set, data_dir, num_sequences, seed)
+    )
     horizon = int(test.videos.shape[1]) - context
     metrics = evaluate_model(net, test, context, horizon, batch_size, device=None, progress=False)
     baselines = metrics["baselines"]

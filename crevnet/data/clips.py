@@ -1,0 +1,357 @@
+"""Clips in a folder, read a few frames at a time: video files, GIFs and folders of frame images.
+
+A clip is one video file (``.mp4 .avi .mov .mkv .webm`` decoded by OpenCV's FFmpeg backend; ``.gif``
+by Pillow) or one folder that directly holds frame images (``.png .jpg .jpeg .bmp .tif .tiff .webp``,
+in sorted name order). :func:`scan_clips` finds every clip below a root folder (recursively, hidden
+files and folders skipped), opens each one once to learn its frame count, size, channels and frame
+rate (:class:`ClipInfo`), and reports the clips it could not read instead of failing on them.
+:func:`read_frames` then decodes only the frames a window needs: a video is opened, seeked to the
+first frame and read forward (frames between two wanted ones are grabbed, not converted), so a long
+video is never held in memory.
+
+Frame counts are **counted by decoding** (``grab`` until the stream ends), not taken from the
+container's header: OpenCV's ``CAP_PROP_FRAME_COUNT`` is an estimate that can be wrong (the opencv-doc
+sample ``tree.avi`` claims 444 frames and decodes 68). Counting costs one pass over each video, so the
+results are cached in memory per (path, size, modification time) and, when an index file is given, on
+disk (JSON, written atomically).
+
+A clip is "grey" when its first frame has one channel, or three that agree up to codec noise (OpenCV
+decodes grey video as three BGR channels). Frames come out RGB (or grey), uint8, (T, H, W, C) with C in
+{1, 3}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from crevnet.data.atomic import atomic_write_bytes
+from crevnet.data.video import IMAGE_SUFFIXES
+from crevnet.errors import DataError
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "ClipInfo",
+    "ScanResult",
+    "find_clips",
+    "probe_clip",
+    "read_frames",
+    "scan_clips",
+]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+"""Suffixes read as one clip per file (case-insensitive)."""
+
+# In-process cache of probes: (resolved path, size in bytes, mtime in ns) -> ClipInfo fields.
+_PROBES: dict[str, dict] = {}
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What one clip holds, learnt by opening it once.
+
+    Attributes:
+        path: the file or frame folder.
+        frames: number of decodable frames.
+        height, width: frame size in pixels.
+        channels: 1 (grey) or 3 (colour, RGB).
+        fps: frames per second from the container (GIF: from the frame durations); None when unknown
+            (frame folders, or a container that does not say).
+    """
+
+    path: Path
+    frames: int
+    height: int
+    width: int
+    channels: int
+    fps: float | None
+
+    @property
+    def size_text(self) -> str:
+        """``"H×W"``."""
+        return f"{self.height}×{self.width}"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The clips found below a root and those left out.
+
+    Attributes:
+        root: the folder scanned.
+        clips: readable clips, sorted by path.
+        unreadable: (path, reason) of every clip that could not be read.
+    """
+
+    root: Path
+    clips: tuple[ClipInfo, ...]
+    unreadable: tuple[tuple[Path, str], ...]
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def find_clips(root: str | os.PathLike[str]) -> list[Path]:
+    """Every clip below ``root``: video/GIF files and folders that directly hold images, sorted.
+
+    Raises:
+        DataError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"{root}: no such folder; expected a folder of video files ({' '.join(VIDEO_SUFFIXES)}) "
+            "and/or folders of frame images"
+        )
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = [f for f in files if not f.startswith(".")]
+        found += [here / f for f in names if Path(f).suffix.lower() in VIDEO_SUFFIXES]
+        if here != root and any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in names):
+            found.append(here)
+    return sorted(p for p in found if not _hidden(p, root))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+_GREY_TOLERANCE = 8  # lossy codecs leave grey video with channels up to ~3 levels apart
+
+
+def _is_grey(frame: np.ndarray) -> bool:
+    # (H, W, C) uint8: one channel, or three that agree up to codec noise. Only notes depend on it:
+    # the frames themselves are converted by their actual channel count.
+    if frame.shape[2] == 1:
+        return True
+    spread = frame.max(axis=2).astype(np.int16) - frame.min(axis=2)
+    return bool(spread.max() <= _GREY_TOLERANCE)
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    # OpenCV BGR / BGRA / grey, 8 or 16 bits -> (H, W, C) uint8 RGB or grey.
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    if frame.dtype != np.uint8:
+        raise DataError(f"image dtype {frame.dtype}; expected 8- or 16-bit")
+    if frame.ndim == 2:
+        return frame[..., None]
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _probe_video(path: Path) -> ClipInfo:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise DataError(f"{path}: OpenCV cannot open it (not a video, or a codec it lacks)")
+        ok, first = capture.read()
+        if not ok:
+            raise DataError(f"{path}: OpenCV decoded no frames (empty or corrupt video)")
+        count = 1
+        while capture.grab():
+            count += 1
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+    rgb = _to_rgb(first)
+    channels = 1 if _is_grey(rgb) else 3
+    return ClipInfo(path, count, rgb.shape[0], rgb.shape[1], channels, fps if fps > 0 else None)
+
+
+def _probe_gif(path: Path) -> ClipInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            count = int(getattr(image, "n_frames", 1))
+            duration = image.info.get("duration")
+            first = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable GIF ({err})") from err
+    fps = 1000.0 / float(duration) if duration else None
+    channels = 1 if _is_grey(first) else 3
+    return ClipInfo(path, count, first.shape[0], first.shape[1], channels, fps)
+
+
+def _probe_folder(path: Path) -> ClipInfo:
+    files = _image_files(path)
+    image = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{files[0]}: not a readable image")
+    rgb = _to_rgb(image)
+    return ClipInfo(path, len(files), rgb.shape[0], rgb.shape[1], 1 if _is_grey(rgb) else 3, None)
+
+
+def _cache_key(path: Path) -> str:
+    stat = path.stat()
+    if path.is_dir():  # a frame folder changes when its listing changes
+        return f"{path.resolve()}|dir|{len(_image_files(path))}|{stat.st_mtime_ns}"
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def probe_clip(path: str | os.PathLike[str]) -> ClipInfo:
+    """Open a clip once: frame count (decoded), size, channels, frame rate (cached in memory).
+
+    Raises:
+        DataError: the clip cannot be opened or holds no frame.
+    """
+    path = Path(path)
+    key = _cache_key(path)
+    cached = _PROBES.get(key)
+    if cached is not None:
+        return ClipInfo(**{**cached, "path": path})
+    if path.is_dir():
+        info = _probe_folder(path)
+    elif path.suffix.lower() == ".gif":
+        info = _probe_gif(path)
+    else:
+        info = _probe_video(path)
+    _PROBES[key] = {k: v for k, v in asdict(info).items() if k != "path"}
+    return info
+
+
+def _load_index(path: Path | None) -> dict[str, dict]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged cache is rebuilt, never trusted
+    return data.get("clips", {}) if isinstance(data, dict) else {}
+
+
+def scan_clips(
+    root: str | os.PathLike[str],
+    index_file: str | os.PathLike[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ScanResult:
+    """Find and probe every clip below ``root``; unreadable clips are skipped, each with one warning.
+
+    Args:
+        root: the folder (searched recursively).
+        index_file: optional JSON file caching the probes across runs (read if present, rewritten
+            atomically when something new was probed).
+        warn: called with one message per unreadable clip (default: nothing).
+
+    Returns:
+        The readable clips and the unreadable ones with their reasons.
+
+    Raises:
+        DataError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    paths = find_clips(root)
+    index_path = None if index_file is None else Path(index_file)
+    for key, fields in _load_index(index_path).items():
+        _PROBES.setdefault(key, fields)
+    before = len(_PROBES)
+    clips: list[ClipInfo] = []
+    unreadable: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            clips.append(probe_clip(path))
+        except DataError as err:
+            reason = str(err).removeprefix(f"{path}: ")
+            unreadable.append((path, reason))
+            if warn is not None:
+                warn(f"{path}: skipped, {reason}")
+    if index_path is not None and len(_PROBES) != before:
+        keys = {_cache_key(c.path) for c in clips}
+        entries = {k: v for k, v in _PROBES.items() if k in keys or k in _load_index(index_path)}
+        payload = json.dumps({"format": 1, "clips": entries}, indent=1, sort_keys=True) + "\n"
+        atomic_write_bytes(index_path, payload.encode())
+    return ScanResult(root, tuple(clips), tuple(unreadable))
+
+
+def _read_video(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    try:
+        first = indices[0]
+        if first:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, first)
+            if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != first:  # no exact seek: decode up to it
+                capture.release()
+                capture = cv2.VideoCapture(str(path))
+                for _ in range(first):
+                    capture.grab()
+        position = first
+        for index in indices:
+            while position < index:
+                capture.grab()
+                position += 1
+            ok, frame = capture.read()
+            position += 1
+            if not ok:
+                raise DataError(f"{path}: frame {index} could not be decoded (the video ends early)")
+            frames.append(_to_rgb(frame))
+    finally:
+        capture.release()
+    return frames
+
+
+def _read_gif(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        frames = []
+        for index in indices:
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+    return frames
+
+
+def _read_folder(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
+    files = _image_files(path)
+    frames = []
+    for index in indices:
+        image = cv2.imread(str(files[index]), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DataError(f"{files[index]}: not a readable image")
+        frames.append(_to_rgb(image))
+    return frames
+
+
+def read_frames(clip: ClipInfo, indices: Sequence[int]) -> np.ndarray:
+    """Decode frames ``indices`` (increasing) of ``clip``; only those (and the ones between) are decoded.
+
+    Frames of one clip that differ in size (image folders) are resized to the first frame's size.
+
+    Returns:
+        uint8 RGB (or grey) frames.
+
+    Shape:
+        (len(indices), H, W, C) with C = ``clip.channels`` when every frame agrees, else 3.
+
+    Raises:
+        DataError: an index past the end, or a frame that cannot be decoded.
+    """
+    if not indices or list(indices) != sorted(indices) or indices[0] < 0 or indices[-1] >= clip.frames:
+        raise DataError(
+            f"{clip.path}: frames {list(indices)[:3]}... requested; expected increasing indices in "
+            f"0..{clip.frames - 1}"
+        )
+    if clip.path.is_dir():
+        frames = _read_folder(clip.path, indices)
+    elif clip.path.suffix.lower() == ".gif":
+        frames = _read_gif(clip.path, indices)
+    else:
+        frames = _read_video(clip.path, indices)
+    channels = max(f.shape[2] for f in frames)
+    out = []
+    for frame in frames:
+        if frame.shape[:2] != (clip.height, clip.width):
+            frame = cv2.resize(frame, (clip.width, clip.height), interpolation=cv2.INTER_AREA)
+            frame = frame[..., None] if frame.ndim == 2 else frame
+        out.append(np.repeat(frame, channels // frame.shape[2], axis=2))
+    return np.stack(out)

@@ -1,0 +1,286 @@
+"""``VideoFolderDataModule``: train, validate and test on a folder of your own clips, with Lightning.
+
+The folder is scanned once (:func:`crevnet.data.video_folder.load_folder_clips`), split **by file**
+(seeded; or by ``train/``, ``val/``, ``test/`` sub-folders when the root holds all three) and served
+as windows of ``num_frames`` frames (:class:`~crevnet.data.video_folder.ClipWindows`). The split is
+printed on stderr, stored in every checkpoint (this module's ``state_dict``, which ``crevnet
+evaluate`` reads) and written to ``split.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from crevnet.data.atomic import atomic_write_bytes
+from crevnet.data.clips import ClipInfo
+from crevnet.data.framing import Framing, ResizeMode
+from crevnet.data.sampler import EpochSampler, ResumableLoader
+from crevnet.data.testset import TestSet
+from crevnet.data.video_folder import (
+    SPLITS,
+    ClipWindows,
+    FolderClips,
+    clip_step,
+    load_folder_clips,
+    span,
+    split_by_file,
+    spread,
+    stderr_note,
+    windows_test_set,
+)
+
+__all__ = ["VideoFolderDataModule"]
+
+
+def _load_split_folders(
+    root: Path,
+    num_frames: int,
+    framing: Framing,
+    frame_stride: int,
+    fps: float | None,
+    index_file: str | None,
+) -> dict[str, FolderClips]:
+    return {
+        key: load_folder_clips(root / key, num_frames, framing, frame_stride, fps, index_file)
+        for key in SPLITS
+    }
+
+
+def _has_split_folders(root: Path) -> bool:
+    return all((root / key).is_dir() for key in SPLITS)
+
+
+class VideoFolderDataModule(L.LightningDataModule):
+    """Train / val / test windows from a folder of your own clips (see the module docstring).
+
+    In a config: ``data: {class_path: crevnet.data.VideoFolderDataModule, init_args: {root: DIR}}``
+    (``configs/video_folder.yaml``), or ``crevnet fit --config configs/video_folder.yaml --data.root DIR``.
+
+    Args:
+        root: the folder of clips (recursive).
+        num_frames: frames per window (the model's context + horizon).
+        size: (H, W) of the frames fed to the model (must divide by the encoder's downsampling).
+        resize: "resize", "center_crop" or "random_crop" (training; val/test use the centre).
+        channels: 3 (RGB) or 1 (grey); must equal the encoder's ``in_channels``.
+        frame_stride: frames between two frames of a window.
+        fps: sample every clip at this rate instead (step ``round(clip fps / fps)``); None: use
+            ``frame_stride``.
+        window_stride: frames between two training window starts in a clip.
+        val_fraction: share of the clips held out for validation (at least one clip).
+        test_fraction: share of the clips held out for testing (at least one clip).
+        seed: seed of the split, the training order and the random crops.
+        batch_size: windows per batch.
+        num_workers: DataLoader worker processes.
+        train_size: training windows per epoch (None: all training windows).
+        val_size: validation windows, evenly spread over the val clips (None: all).
+        test_size: test windows, evenly spread over the test clips (None: all).
+        index_file: JSON file caching the clips' frame counts across runs (None: in memory only).
+        pin_memory: pin batches in page-locked memory.
+
+    Shape:
+        batches: (B, num_frames, channels, H, W) float32 in [0, 1].
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_frames: int = 20,
+        size: tuple[int, int] = (64, 64),
+        resize: ResizeMode = "center_crop",
+        channels: int = 3,
+        frame_stride: int = 1,
+        fps: float | None = None,
+        window_stride: int = 1,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 0,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        train_size: int | None = None,
+        val_size: int | None = 64,
+        test_size: int | None = None,
+        index_file: str | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_frames < 2 or frame_stride < 1 or window_stride < 1 or batch_size < 1 or num_workers < 0:
+            raise ValueError(
+                "VideoFolderDataModule: need num_frames >= 2, frame_stride >= 1, window_stride >= 1, "
+                f"batch_size >= 1, num_workers >= 0; got {num_frames}, {frame_stride}, {window_stride}, "
+                f"{batch_size}, {num_workers}"
+            )
+        if fps is not None and not fps > 0:
+            raise ValueError(f"VideoFolderDataModule: fps must be > 0 or null, got {fps}")
+        if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                "VideoFolderDataModule: val_fraction and test_fraction must be in (0, 1) with a sum < 1; "
+                f"got {val_fraction}, {test_fraction}"
+            )
+        for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"VideoFolderDataModule: {name} must be >= 1 or null, got {value}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.framing = Framing(tuple(int(v) for v in size), resize, channels)  # type: ignore[arg-type]
+        self.eval_framing = Framing(
+            self.framing.size, "center_crop" if resize == "random_crop" else resize, channels
+        )
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.fps = fps
+        self.window_stride = window_stride
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_size = train_size
+        self.val_size = val_size
+        self.test_size = test_size
+        self.index_file = index_file
+        self.pin_memory = pin_memory
+        self.parts: dict[str, tuple[ClipInfo, ...]] | None = None
+        self.split: dict[str, list[str]] | None = None
+        self.test_data: TestSet | None = None
+
+    # -- split --------------------------------------------------------------------------------------
+    def _make_split(self) -> None:
+        if self.parts is not None:
+            return
+        args = (self.num_frames, self.framing, self.frame_stride, self.fps)
+        if _has_split_folders(self.root):
+            found = _load_split_folders(self.root, *args, self.index_file)
+            parts = {key: found[key].clips for key in SPLITS}
+            split = {key: [found[key].name(c) for c in found[key].clips] for key in SPLITS}
+            how = "train/ val/ test/ sub-folders"
+            summary = "; ".join(f"{key}: {found[key].summary()}" for key in SPLITS)
+            notes = [n for key in SPLITS for n in found[key].notes]
+            names = {key: [f"{key}/{n}" for n in split[key]] for key in SPLITS}
+        else:
+            folder = load_folder_clips(self.root, *args, index_file=self.index_file)
+            by_name = {folder.name(c): c for c in folder.clips}
+            names = split_by_file(list(by_name), self.val_fraction, self.test_fraction, self.seed)
+            parts = {key: tuple(by_name[n] for n in names[key]) for key in SPLITS}
+            how = f"split by file, seed {self.seed}"
+            summary = folder.summary()
+            notes = list(folder.notes)
+        self.parts = parts
+        self.split = names
+        listed = "; ".join(
+            f"{key} {len(names[key])}: {', '.join(names[key][:4])}{' ...' if len(names[key]) > 4 else ''}"
+            for key in SPLITS
+        )
+        stderr_note(f"video folder {self.root}: {summary} ({how}): {listed}")
+        for note in notes:
+            stderr_note(f"note: {note}")
+        self._write_split_file()
+
+    def _write_split_file(self) -> None:
+        trainer = self.trainer
+        logger = trainer.logger if trainer is not None else None
+        log_dir = getattr(logger, "log_dir", None) if logger is not None else None
+        if not log_dir or trainer.global_rank != 0:
+            return
+        atomic_write_bytes(
+            Path(log_dir) / "split.json", (json.dumps(self.state_dict(), indent=2) + "\n").encode()
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The split (saved in checkpoints): root, seed and the clip names of each part."""
+        return (
+            {}
+            if self.split is None
+            else {"root": str(self.root.resolve()), "seed": self.seed, "split": self.split}
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On resume, say so when the folder no longer splits as the checkpoint recorded."""
+        self._make_split()
+        saved = state.get("split") if isinstance(state, dict) else None
+        if saved and saved != self.split:
+            stderr_note(
+                f"note: {self.root}: the clips split differently from the checkpoint's recorded split "
+                "(files were added, removed or renamed); training continues on the new split"
+            )
+
+    # -- datasets -----------------------------------------------------------------------------------
+    def _steps(self, clips: Sequence[ClipInfo]) -> list[int]:
+        return [clip_step(c, self.frame_stride, self.fps) for c in clips]
+
+    def windows(self, part: str) -> ClipWindows:
+        """Windows of ``part``: "train" overlapping, a shuffled stream; "val"/"test" disjoint, in order."""
+        self._make_split()
+        assert self.parts is not None
+        clips = self.parts[part]
+        if part == "train":
+            return ClipWindows(
+                clips, self._steps(clips), self.num_frames, self.window_stride, self.framing, self.seed
+            )
+        spans = [span(self.num_frames, s) for s in self._steps(clips)]
+        stride = max(spans) if spans else 1
+        return ClipWindows(clips, self._steps(clips), self.num_frames, stride, self.eval_framing)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan and split the folder (once), and read the test windows for the "test" stage."""
+        self._make_split()
+        if stage in (None, "test") and self.test_data is None:
+            self.test_data = windows_test_set(
+                self.windows("test"),
+                f"held-out test clips of {self.root}",
+                self.test_size,
+                self.root.resolve(),
+            )
+
+    def _position(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        loop = trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.ready
+
+    def train_dataloader(self) -> Any:
+        """Shuffled training windows, ``train_size`` per epoch, resumable mid-epoch."""
+        windows = self.windows("train")
+        size = len(windows) if self.train_size is None else self.train_size
+        return ResumableLoader(
+            windows,
+            sampler=EpochSampler(size),
+            position=self._position,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def _eval_loader(self, dataset: Dataset) -> Any:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> Any:
+        """Validation windows (up to ``val_size``, evenly spread), in order."""
+        windows = self.windows("val")
+        return self._eval_loader(Subset(windows, spread(len(windows), self.val_size)))
+
+    def test_dataloader(self) -> Any:
+        """The test windows, in order."""
+        self.setup("test")
+        assert self.test_data is not None
+        return self._eval_loader(self.test_data.dataset())
+
+    @property
+    def test_set_name(self) -> str:
+        """Name of the test set (for reports)."""
+        self.setup("test")
+        assert self.test_data is not None
+        return self.test_data.name

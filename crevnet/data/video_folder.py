@@ -1,0 +1,405 @@
+"""A folder of your own clips as windows: usable clips, a split by file, windows and test sets.
+
+A folder (searched recursively) of video files and/or folders of frame images
+(:mod:`crevnet.data.clips`) becomes training windows of ``num_frames`` frames (context + horizon):
+
+- **Windows** are indexed by (clip, start frame); frames inside a window are ``step`` frames apart
+  (``frame_stride``, or per clip ``round(clip fps / fps)`` when ``fps`` is given, so clips recorded at
+  different rates are sampled at one rate). Training windows start every ``window_stride`` frames and
+  are visited in a seeded random order, a new permutation per pass; validation and test windows do
+  not overlap. Only the frames of the window being read are decoded.
+- **Split by file** (:func:`split_by_file`): the clips (sorted by path) are shuffled with a seed and
+  cut into train / val / test, so no test frame is ever seen in training
+  (:class:`~crevnet.data.folder_datamodule.VideoFolderDataModule` records it).
+- **Frames** are brought to ``size`` with ``resize``, ``center_crop`` or ``random_crop`` (training only;
+  validation and test use the centre) and to ``channels`` (:class:`~crevnet.data.framing.Framing`).
+
+Bad input never ends in a traceback: an empty folder or one without a readable clip is a
+:class:`~crevnet.errors.DataError`; an unreadable clip is skipped with one warning naming it; clips
+shorter than a window are skipped; mixed sizes, frame rates and grey/colour clips are converted. All of
+it is counted in one summary on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
+from crevnet.data.framing import Framing
+from crevnet.data.generator import sequence_rng
+from crevnet.data.testset import TestSet
+from crevnet.errors import DataError
+
+if TYPE_CHECKING:
+    from crevnet.checkpoint import LoadedModel
+
+__all__ = [
+    "DATAMODULE_STATE_KEY",
+    "FOLDER_BASELINES",
+    "SPLITS",
+    "ClipWindows",
+    "FolderClips",
+    "clip_step",
+    "folder_eval_settings",
+    "folder_test_set",
+    "load_folder_clips",
+    "span",
+    "split_by_file",
+    "spread",
+    "stderr_note",
+    "windows_test_set",
+]
+
+SPLITS = ("train", "val", "test")
+FOLDER_BASELINES = ("zeros", "copy_last", "mean_context")
+"""Baselines a folder of real clips is scored against (the mean of the context is a strong one there)."""
+DATAMODULE_STATE_KEY = "VideoFolderDataModule"
+"""Where Lightning stores the data module's ``state_dict`` (the split) in a checkpoint: its class name."""
+_CROP_STREAM = 3  # sequence_rng stream of the random crops (1, 2: Moving MNIST train / val)
+
+
+def stderr_note(message: str) -> None:
+    """Print ``crevnet: message`` on stderr (warnings and notes about a folder of clips)."""
+    print(f"crevnet: {message}", file=sys.stderr)
+
+
+def clip_step(clip: ClipInfo, frame_stride: int, fps: float | None) -> int:
+    """Frames between two frames of a window: ``round(clip.fps / fps)`` (>= 1) or ``frame_stride``."""
+    if fps is not None and clip.fps:
+        return max(1, round(clip.fps / fps))
+    return frame_stride
+
+
+def split_by_file(
+    names: Sequence[str], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[str]]:
+    """Shuffle ``names`` (sorted first) with ``seed`` and cut them into train / val / test.
+
+    Each of val and test gets ``round(n × fraction)`` names, at least one; train keeps the rest.
+
+    Raises:
+        DataError: fewer names than the three parts need.
+    """
+    ordered = sorted(names)
+    n = len(ordered)
+    n_val = max(1, round(n * val_fraction))
+    n_test = max(1, round(n * test_fraction))
+    if n < n_val + n_test + 1:
+        raise DataError(
+            f"{n} usable clip(s); a split by file needs at least {n_val + n_test + 1} (train, val "
+            f"{n_val}, test {n_test}): add clips, or put train/, val/ and test/ sub-folders in the root"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    shuffled = [ordered[i] for i in order]
+    parts = {
+        "test": sorted(shuffled[:n_test]),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "train": sorted(shuffled[n_test + n_val :]),
+    }
+    return {key: parts[key] for key in SPLITS}
+
+
+@dataclass(frozen=True)
+class FolderClips:
+    """The usable clips of a folder, what was left out, and the notes printed about them.
+
+    Attributes:
+        scan: what :func:`crevnet.data.clips.scan_clips` found.
+        clips: clips long enough for one window, by path.
+        too_short: (clip, frames a window needs) of the clips left out.
+        notes: one line per conversion or oddity (grey/colour, mixed sizes, mixed frame rates).
+    """
+
+    scan: ScanResult
+    clips: tuple[ClipInfo, ...]
+    too_short: tuple[tuple[ClipInfo, int], ...]
+    notes: tuple[str, ...]
+
+    def name(self, clip: ClipInfo) -> str:
+        """The clip's path relative to the root (how splits record it)."""
+        return clip.path.relative_to(self.scan.root).as_posix()
+
+    def summary(self) -> str:
+        """``"N clips used; skipped: ..."``."""
+        skipped = []
+        if self.scan.unreadable:
+            skipped.append(f"{len(self.scan.unreadable)} unreadable")
+        if self.too_short:
+            need = self.too_short[0][1]
+            skipped.append(f"{len(self.too_short)} shorter than a window ({need} frames)")
+        tail = f"; skipped: {', '.join(skipped)}" if skipped else ""
+        return f"{len(self.clips)} clip(s) used{tail}"
+
+
+def span(num_frames: int, step: int) -> int:
+    """Frames a window of ``num_frames`` frames ``step`` apart covers in its clip."""
+    return (num_frames - 1) * step + 1
+
+
+def _describe_sizes(clips: Sequence[ClipInfo]) -> str:
+    sizes = sorted({(c.height, c.width) for c in clips}, key=lambda s: s[0] * s[1])
+    return f"{len(sizes)} frame sizes from {sizes[0][0]}×{sizes[0][1]} to {sizes[-1][0]}×{sizes[-1][1]}"
+
+
+def load_folder_clips(
+    root: str | os.PathLike[str],
+    num_frames: int,
+    framing: Framing,
+    frame_stride: int = 1,
+    fps: float | None = None,
+    index_file: str | os.PathLike[str] | None = None,
+    warn: Callable[[str], None] = stderr_note,
+) -> FolderClips:
+    """Scan ``root`` and keep the clips that hold at least one window.
+
+    Unreadable clips are reported through ``warn`` one by one as they are met; the notes (returned)
+    say what will be converted.
+
+    Raises:
+        DataError: no clip at all, none readable, or none long enough; the message names the folder.
+    """
+    root = Path(root)
+    scan = scan_clips(root, index_file, warn=lambda m: warn(f"warning: {m}"))
+    if not scan.clips and not scan.unreadable:
+        raise DataError(
+            f"{root}: no clips found; expected video files (.mp4 .avi .mov .mkv .webm .gif) or "
+            "folders of frame images (.png .jpg ...) anywhere below it"
+        )
+    if not scan.clips:
+        first, reason = scan.unreadable[0]
+        raise DataError(
+            f"{root}: none of the {len(scan.unreadable)} clip(s) could be read (e.g. {first}: {reason}); "
+            "OpenCV reads the codecs of its FFmpeg build (H.264, MPEG-4, MJPEG, VP8/VP9 ...), Pillow GIFs"
+        )
+    usable, short = [], []
+    for clip in scan.clips:
+        need = span(num_frames, clip_step(clip, frame_stride, fps))
+        (usable if clip.frames >= need else short).append((clip, need))
+    if not usable:
+        longest = max(scan.clips, key=lambda c: c.frames)
+        raise DataError(
+            f"{root}: every clip is shorter than a window of {num_frames} frames "
+            f"(longest: {longest.path}, {longest.frames} frames, needs {short[0][1]}); "
+            "use longer clips, or lower num_frames / frame_stride"
+        )
+    clips = tuple(c for c, _ in usable)
+    notes = []
+    converted = [c for c in clips if c.channels != framing.channels]
+    if converted:
+        src, dst = ("grey", "RGB") if framing.channels == 3 else ("RGB", "grey")
+        names = ", ".join(c.path.name for c in converted[:3]) + (" ..." if len(converted) > 3 else "")
+        notes.append(f"{len(converted)} {src} clip(s) converted {src} -> {dst} ({names})")
+    if len({(c.height, c.width) for c in clips}) > 1:
+        notes.append(
+            f"{_describe_sizes(clips)}: every frame is {framing.mode} to {framing.size[0]}×{framing.size[1]}"
+        )
+    rates = sorted({round(c.fps, 2) for c in clips if c.fps})
+    if len(rates) > 1 and fps is None:
+        notes.append(
+            f"clips have frame rates {', '.join(f'{r:g}' for r in rates)} fps; windows take every "
+            f"{frame_stride} frame(s) of each, so they span different durations (set data.fps to sample "
+            "all clips at one rate)"
+        )
+    return FolderClips(scan, clips, tuple((c, n) for c, n in short), tuple(notes))
+
+
+class ClipWindows(Dataset[torch.Tensor]):
+    """Windows of ``num_frames`` frames from a list of clips, read on demand.
+
+    Window ``k`` is (clip, start) in clip order, then start order; its frames are
+    ``start, start + step, ...`` of that clip (``step`` per clip). With ``shuffle_seed`` set the
+    dataset is an endless training stream: index ``i`` is window ``perm_p[i mod n]`` of pass
+    ``p = i // n``, ``perm_p`` a permutation drawn from (seed, p), so any index can be read alone,
+    in any worker, and an :class:`~crevnet.data.sampler.EpochSampler` gives fresh orders every epoch.
+    Random crops are drawn from (seed, index).
+
+    Args:
+        clips: the clips.
+        steps: frame step of each clip.
+        num_frames: frames per window T.
+        window_stride: frames between two window starts in a clip (>= 1).
+        framing: size, resize mode and channels of the output.
+        shuffle_seed: None: window ``i`` in order (``i < len``); else the shuffled endless stream.
+
+    Shape:
+        item: (T, C, H, W) float32 in [0, 1].
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[ClipInfo],
+        steps: Sequence[int],
+        num_frames: int,
+        window_stride: int,
+        framing: Framing,
+        shuffle_seed: int | None = None,
+    ) -> None:
+        if len(clips) != len(steps) or num_frames < 1 or window_stride < 1:
+            raise ValueError("ClipWindows: one step per clip, num_frames >= 1 and window_stride >= 1")
+        self.clips = tuple(clips)
+        self.steps = tuple(int(s) for s in steps)
+        self.num_frames = num_frames
+        self.window_stride = window_stride
+        self.framing = framing
+        self.shuffle_seed = shuffle_seed
+        counts = [
+            max(0, (c.frames - span(num_frames, s)) // window_stride + 1)
+            for c, s in zip(self.clips, self.steps, strict=True)
+        ]
+        self.ends = np.cumsum(counts, dtype=np.int64)  # windows of clips 0..i
+        self._perm: tuple[int, np.ndarray] | None = None  # (pass, permutation): a cache, not state
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def window(self, k: int) -> tuple[int, int]:
+        """(clip index, start frame) of window ``k`` (``0 <= k < len``)."""
+        if not 0 <= k < len(self):
+            raise IndexError(f"ClipWindows: window {k} of {len(self)}")
+        clip = int(np.searchsorted(self.ends, k, side="right"))
+        before = int(self.ends[clip - 1]) if clip else 0
+        return clip, (k - before) * self.window_stride
+
+    def frame_indices(self, k: int) -> tuple[int, list[int]]:
+        """(clip index, frame indices) of window ``k``."""
+        clip, start = self.window(k)
+        step = self.steps[clip]
+        return clip, list(range(start, start + span(self.num_frames, step), step))
+
+    def _window_of(self, index: int) -> int:
+        if self.shuffle_seed is None:
+            return index
+        n = len(self)
+        epoch, j = divmod(index, n)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng((self.shuffle_seed, epoch)).permutation(n))
+        return int(self._perm[1][j])
+
+    def read(self, index: int) -> np.ndarray:
+        """Item ``index`` as uint8. Shape: (T, C, H, W)."""
+        if index < 0 or (self.shuffle_seed is None and index >= len(self)):
+            raise IndexError(f"ClipWindows: index {index} of {len(self)}")
+        clip, indices = self.frame_indices(self._window_of(index))
+        frames = read_frames(self.clips[clip], indices)
+        rng = None if self.shuffle_seed is None else sequence_rng(self.shuffle_seed, index, _CROP_STREAM)
+        return self.framing.apply(frames, rng)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Item ``index`` as float32 in [0, 1]. Shape: (T, C, H, W)."""
+        return torch.from_numpy(self.read(int(index))).float() / 255.0
+
+
+def spread(n: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n)`` (all of them when ``limit`` is None or >= n)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted({int(v) for v in np.linspace(0, n - 1, limit).round()})
+
+
+def windows_test_set(
+    windows: ClipWindows, name: str, limit: int | None = None, path: Path | None = None
+) -> TestSet:
+    """Read (up to ``limit``, evenly spread) windows into a uint8 :class:`~crevnet.data.testset.TestSet`.
+
+    Only the test windows are held (N·T·C·H·W bytes, e.g. 100 windows of 20 RGB 64×64 frames:
+    25 MB), never the videos. The set is scored against :data:`FOLDER_BASELINES`.
+
+    Raises:
+        DataError: no window.
+    """
+    if len(windows) == 0:
+        raise DataError(f"{name}: no window of {windows.num_frames} frames fits in these clips")
+    picks = spread(len(windows), limit)
+    videos = torch.from_numpy(np.stack([windows.read(i) for i in picks]))  # (N, T, C, H, W)
+    return TestSet(videos, f"{name} (N={len(picks)} windows)", False, path, baselines=FOLDER_BASELINES)
+
+
+def folder_eval_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """How a checkpoint's training windows were made (stride, fps, resize, frames, split), if recorded."""
+    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
+    state = checkpoint.get(DATAMODULE_STATE_KEY) or {}
+    keys = ("num_frames", "frame_stride", "fps", "resize", "root")
+    settings = {k: hparams[k] for k in keys if k in hparams}
+    if isinstance(state, dict) and state.get("split"):
+        settings["split"] = state
+    return settings
+
+
+def folder_test_set(
+    folder: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | dict[str, Any],
+    loaded: LoadedModel,
+    context: int,
+    horizon: int | None = None,
+    limit: int | None = None,
+    all_files: bool = False,
+) -> tuple[TestSet, int]:
+    """The test set ``crevnet evaluate --test-set DIR`` scores: windows of the clips in ``folder``.
+
+    Windows take the frame stride, frame rate and resize mode the checkpoint was trained with (when
+    it records them; random crops become centre crops), the model's channels and training frame size,
+    and ``context + horizon`` frames (``horizon`` default: the training windows' frames minus
+    ``context``, else 10); they do not overlap. When ``folder`` is the root the checkpoint was trained
+    on and the checkpoint records its split, only the held-out test clips are used (``all_files``:
+    every clip), so the score never includes a training frame.
+
+    Args:
+        folder: the clips (recursive).
+        checkpoint: the checkpoint's path or its loaded dict (for the data settings and the split).
+        loaded: the model read from it (:func:`crevnet.checkpoint.load_model`).
+        context: observed frames.
+        horizon: predicted frames (None: see above).
+        limit: score at most this many windows, evenly spread (None: all).
+        all_files: ignore the recorded split.
+
+    Returns:
+        The test set (scored against :data:`FOLDER_BASELINES`) and the horizon.
+
+    Raises:
+        DataError: no usable clip (see :func:`load_folder_clips`).
+    """
+    if not isinstance(checkpoint, dict):
+        from crevnet.checkpoint import load_checkpoint_dict
+
+        checkpoint = load_checkpoint_dict(checkpoint)
+    in_channels = loaded.config.encoder.in_channels
+    frame_size = loaded.meta.get("frame_size") or (64, 64)
+    folder = Path(folder)
+    settings = folder_eval_settings(checkpoint)
+    if horizon is None:
+        horizon = int(settings["num_frames"]) - context if "num_frames" in settings else 10
+        horizon = max(1, horizon)
+    resize = settings.get("resize", "center_crop")
+    framing = Framing(
+        tuple(int(v) for v in frame_size), "center_crop" if resize == "random_crop" else resize, in_channels
+    )  # type: ignore[arg-type]
+    stride, fps = int(settings.get("frame_stride", 1)), settings.get("fps")
+    found = load_folder_clips(folder, context + horizon, framing, stride, fps)
+    clips = found.clips
+    name = f"clips in {folder}"
+    split = settings.get("split", {})
+    if not all_files and split and Path(split.get("root", "")) == folder.resolve():
+        held_out = set(split["split"].get("test", []))
+        clips = tuple(c for c in clips if found.name(c) in held_out)
+        name = f"held-out test clips of {folder} (split recorded in the checkpoint)"
+        stderr_note(
+            f"evaluate: {folder} is the training folder; scoring its {len(clips)} held-out test clip(s) only"
+        )
+        if not clips:
+            raise DataError(f"{folder}: none of the checkpoint's held-out test clips is usable here")
+    stderr_note(f"evaluate: {folder}: {found.summary()}")
+    for note in found.notes:
+        stderr_note(f"note: {note}")
+    steps = [clip_step(c, stride, fps) for c in clips]
+    stride_windows = max(span(context + horizon, s) for s in steps)
+    windows = ClipWindows(clips, steps, context + horizon, stride_windows, framing)
+    return windows_test_set(windows, name, limit, folder.resolve()), horizon
