@@ -508,10 +508,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         collect_samples(loaded.model, test, context, horizon, args.samples, device) if args.samples else None
     )
     written = write_report(results, out, samples)
-    model, zeros, copy = results["model"], results["baselines"]["zeros"], results["baselines"]["copy_last"]
-    print(
-        f"{results['test_set']}: model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f} | zeros MSE "
-        f"{zeros['mse']:.2f} | copy last MSE {copy['mse']:.2f}"
+    model = results["model"]
+    baselines = " | ".join(
+        f"{BASELINES.get(key, key)} MSE {m['mse']:.2f}" for key, m in results["baselines"].items()
     )
+    print(f"{results['test_set']}: model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f} | {baselines}")
     print(f"wrote {written['report']} (and metrics.json, per_horizon.png, samples) in {out}")
     return 0
