@@ -4,7 +4,10 @@ Runs ``crevnet fit --config CONFIG`` (optionally with another ``--minutes`` budg
 does, plus one extra callback that saves a checkpoint every ``--every`` minutes of training. The whole
 command is timed (it includes MNIST loading, training and the end-of-fit report). Afterwards every saved
 checkpoint, and the final weights, are scored on the first ``--num`` sequences of the surrogate test set
-next to the zeros and copy-last baselines. Writes, under ``benchmarks/results/``:
+(``--images fashion_mnist``: Moving Fashion-MNIST's) next to the zeros and copy-last baselines, or, with
+``--test-set DIR``, on the held-out test clips of a folder the config trained on (the split the
+checkpoints record), next to zeros, copy-last and the mean of the context. Writes, under
+``benchmarks/results/`` (``--results-dir``):
 
 * ``learning_curve_<name>.json``: the points (minutes, step, MSE, SSIM), the baselines, the fit's wall
   time, its report, the load average and the command;
@@ -14,8 +17,12 @@ Usage (2 CPU cores; the 15-minute quickstart and a 60-minute run of the same con
 
     python benchmarks/learning_curve.py --config configs/quickstart.yaml --name quickstart
     python benchmarks/learning_curve.py --config configs/quickstart.yaml --name cpu60 --minutes 60 --every 5
+    python benchmarks/learning_curve.py --config configs/mfmnist_quickstart.yaml --name mfmnist \
+        --images fashion_mnist --data.data_dir DIR
+    python benchmarks/learning_curve.py --config configs/video_folder.yaml --name opencv_videos \
+        --test-set DIR --data.root DIR --every 5
 
-Checkpoints go to ``runs/learning_curve_<name>/`` (git-ignored).
+Checkpoints go to ``runs/learning_curve_<name>/`` (git-ignored; ``--runs-dir``).
 """
 
 from __future__ import annotations
@@ -37,13 +44,12 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def _fit(
-    config: Path, name: str, minutes: float | None, every: float, extra: list[str]
+    config: Path, run_root: Path, minutes: float | None, every: float, extra: list[str]
 ) -> tuple[float, Path]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from crevnet.train.cli import CrevNetCLI
 
-    run_root = REPO / "runs" / f"learning_curve_{name}"
     # A previous run's checkpoints would be scored as points of this one.
     shutil.rmtree(run_root, ignore_errors=True)
     curve_dir = run_root / "curve"
@@ -66,20 +72,37 @@ def _fit(
     return time.monotonic() - start, run_root
 
 
+def _point(metrics: dict, minutes: float, step: int | None) -> dict[str, float]:
+    point = {
+        "minutes": minutes,
+        "step": step,
+        "mse": metrics["model"]["mse"],
+        "ssim": metrics["model"]["ssim"],
+    }
+    for key, values in metrics["baselines"].items():
+        point[f"{key}_mse"] = values["mse"]
+        point[f"{key}_ssim"] = values["ssim"]
+    return point
+
+
 def _score(path: Path, test: object, batch_size: int) -> dict[str, float]:
     from crevnet.checkpoint import load_model
     from crevnet.evaluate import evaluate_model
 
     loaded = load_model(path)
     metrics = evaluate_model(loaded.model, test, 10, 10, batch_size, device="cpu", progress=False)
-    return {
-        "minutes": (loaded.meta.get("train_seconds") or 0.0) / 60.0,
-        "step": loaded.meta.get("global_step"),
-        "mse": metrics["model"]["mse"],
-        "ssim": metrics["model"]["ssim"],
-        "zeros_mse": metrics["baselines"]["zeros"]["mse"],
-        "copy_last_mse": metrics["baselines"]["copy_last"]["mse"],
-    }
+    return _point(metrics, (loaded.meta.get("train_seconds") or 0.0) / 60.0, loaded.meta.get("global_step"))
+
+
+def _test_set(spec: str, images: str, num: int, checkpoint: Path) -> object:
+    if Path(spec).is_dir():  # the held-out clips of the folder the run trained on
+        from crevnet.checkpoint import load_model
+        from crevnet.data.video_folder import folder_test_set
+
+        return folder_test_set(spec, checkpoint, load_model(checkpoint), 10, 10, limit=num)[0]
+    from crevnet.data.testset import load_test_set
+
+    return load_test_set(spec, None, num, images=images)
 
 
 def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
@@ -93,8 +116,10 @@ def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
     ax.axhline(points[-1]["zeros_mse"], color="grey", ls="--", label="predict zeros")
     ax.axhline(0.85 * points[-1]["zeros_mse"], color="grey", ls=":", label="0.85 × zeros")
     ax.axhline(points[-1]["copy_last_mse"], color="tab:red", ls="--", label="copy last frame")
+    if "mean_context_mse" in points[-1]:
+        ax.axhline(points[-1]["mean_context_mse"], color="tab:green", ls="-.", label="mean of context")
     ax.set_xlabel("training wall-clock minutes (2-core CPU; load average in the JSON)")
-    ax.set_ylabel("test MSE per frame (sum over 64×64)")
+    ax.set_ylabel("test MSE per frame (sum over C×H×W)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -107,7 +132,9 @@ def _title(result: dict) -> str:
     final = result["points"][-1]
     surrogate = "surrogate, " if "surrogate" in result["test_set"] else ""
     return (
-        f"{result['config']}: final MSE {final['mse']:.1f} = {final['mse'] / final['zeros_mse']:.2f} × zeros "
+        f"{result['config']}: final MSE {final['mse']:.1f} = "
+        f"{final['mse'] / final['zeros_mse']:.2f} × zeros, "
+        f"{final['mse'] / final['copy_last_mse']:.2f} × copy-last "
         f"({surrogate}N={result.get('num_sequences') or result['report']['num_sequences']})"
     )
 
@@ -119,45 +146,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="quickstart", help="results file suffix")
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default: the config's)")
     parser.add_argument("--every", type=float, default=2.0, help="minutes between curve checkpoints")
-    parser.add_argument("--num", type=int, default=500, help="surrogate test sequences")
+    parser.add_argument("--num", type=int, default=500, help="surrogate test sequences (folder: windows)")
+    parser.add_argument(
+        "--test-set",
+        default="surrogate",
+        help="'surrogate' (default) or the folder of clips the config trains on",
+    )
+    parser.add_argument("--images", default="mnist", help="surrogate images: mnist or fashion_mnist")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and PNG go")
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="where the checkpoints go")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--eval-only", action="store_true", help="score the checkpoints of an earlier run")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the results JSON")
     args, extra = parser.parse_known_args(argv)
+    results = args.results_dir
     if args.plot_only:
-        result = json.loads((RESULTS / f"learning_curve_{args.name}.json").read_text())
-        _plot(result["points"], _title(result), RESULTS / f"learning_curve_{args.name}.png")
+        result = json.loads((results / f"learning_curve_{args.name}.json").read_text())
+        _plot(result["points"], _title(result), results / f"learning_curve_{args.name}.png")
         return 0
     command = "python benchmarks/learning_curve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load_before = os.getloadavg()
-    run_root = REPO / "runs" / f"learning_curve_{args.name}"
+    run_root = args.runs_dir / f"learning_curve_{args.name}"
     fit_seconds = None
     if not args.eval_only:
-        fit_seconds, run_root = _fit(args.config, args.name, args.minutes, args.every, extra)
+        fit_seconds, run_root = _fit(args.config, run_root, args.minutes, args.every, extra)
     load_after = os.getloadavg()
 
-    from crevnet.data.testset import load_test_set
-
-    test = load_test_set("surrogate", None, args.num)
     paths = sorted(
         (run_root / "curve").glob("t-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1].split("-")[0])
     )
+    test = _test_set(args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt")
     reports = sorted(run_root.rglob("report/metrics.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(reports[-1].read_text()) if reports else None
     if report is None:  # no end-of-fit report: score the last checkpoint instead
         paths += [run_root / "checkpoints" / "last.ckpt"]
     points = [_score(p, test, args.batch_size) for p in paths if p.is_file()]
     if report is not None and report["num_sequences"] == len(test):  # the final weights, scored by the report
-        points.append(
-            {
-                "minutes": report["train_seconds"] / 60.0,
-                "step": report["global_step"],
-                "mse": report["model"]["mse"],
-                "ssim": report["model"]["ssim"],
-                "zeros_mse": report["baselines"]["zeros"]["mse"],
-                "copy_last_mse": report["baselines"]["copy_last"]["mse"],
-            }
-        )
+        points.append(_point(report, report["train_seconds"] / 60.0, report["global_step"]))
     points.sort(key=lambda p: p["minutes"])
     result = {
         "command": command,
@@ -171,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         "points": points,
         "report": report,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"learning_curve_{args.name}.json"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"learning_curve_{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    _plot(points, _title(result), RESULTS / f"learning_curve_{args.name}.png")
+    _plot(points, _title(result), results / f"learning_curve_{args.name}.png")
     for p in points:
         print(f"{p['minutes']:6.2f} min  step {p['step']:>6}  MSE {p['mse']:7.2f}  SSIM {p['ssim']:.3f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")

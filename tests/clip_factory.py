@@ -12,6 +12,36 @@ import numpy as np
 
 INDEX_LEVEL = 8  # red level per frame index; lossy codecs stay well within half of it
 
+# A colour 2-D CrevNet small enough to fit 2 steps in seconds, on 5-frame 16x16 windows of a folder.
+TINY_FOLDER_CONFIG = """
+seed_everything: 0
+torch_threads: 1
+trainer:
+  max_steps: 2
+  limit_val_batches: 1
+  val_check_interval: 2
+  check_val_every_n_epoch: null
+  num_sanity_val_steps: 0
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: runs, name: folder}
+  callbacks:
+    - class_path: crevnet.train.callbacks.FitReport
+      init_args: {test_set: null, batch_size: 2}
+model:
+  net:
+    encoder: {in_channels: 3, dims: 2, init_downsample: 2, stages: [1], strides: [1], channels: [6]}
+    predictor: {layers: 1, cell: conv_lstm}
+    window: 1
+  context: 3
+  lr: 0.01
+data:
+  class_path: crevnet.data.VideoFolderDataModule
+  init_args: {root: data/videos, num_frames: 5, size: [16, 16], batch_size: 2, val_size: 2}
+"""
+
 
 def indexed_frames(num: int, height: int, width: int, colour: bool = True, hue: int = 0) -> np.ndarray:
     """``num`` frames whose red channel encodes the frame index. Shape: (T, C, H, W) uint8."""

@@ -13,35 +13,6 @@ from PIL import Image
 from crevnet.cli import main as cli_main
 from crevnet.train.checkpoint_io import load_checkpoint_file
 
-TINY = """
-seed_everything: 0
-torch_threads: 1
-trainer:
-  max_steps: 2
-  limit_val_batches: 1
-  val_check_interval: 2
-  check_val_every_n_epoch: null
-  num_sanity_val_steps: 0
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.CSVLogger
-    init_args: {save_dir: runs, name: folder}
-  callbacks:
-    - class_path: crevnet.train.callbacks.FitReport
-      init_args: {test_set: null, batch_size: 2}
-model:
-  net:
-    encoder: {in_channels: 3, dims: 2, init_downsample: 2, stages: [1], strides: [1], channels: [6]}
-    predictor: {layers: 1, cell: conv_lstm}
-    window: 1
-  context: 3
-  lr: 0.01
-data:
-  class_path: crevnet.data.VideoFolderDataModule
-  init_args: {root: data/videos, num_frames: 5, size: [16, 16], batch_size: 2, val_size: 2}
-"""
-
 
 def _is_colour(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any())
@@ -63,7 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, clip_factory) -> dict[str, Pat
     ):
         clip_factory.write_clip(root / name, clip_factory.indexed_frames(15 + k, *size, hue=40 * k))
     config = base / "tiny.yaml"
-    config.write_text(TINY)
+    config.write_text(clip_factory.TINY_FOLDER_CONFIG)
     import os
 
     cwd = Path.cwd()

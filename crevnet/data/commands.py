@@ -2,8 +2,8 @@
 
 Usage::
 
-    crevnet data mnist [--data-dir DIR] [--no-download]
-    crevnet data surrogate --out FILE [--num N] [--seed S] [--data-dir DIR] [--no-download]
+    crevnet data mnist [--data-dir DIR] [--no-download] [--images fashion_mnist]
+    crevnet data surrogate --out FILE [--num N] [--seed S] [--data-dir DIR] [--no-download] [--images ...]
     crevnet data standard [--data-dir DIR] [--md5]
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from crevnet.data.atomic import atomic_write
-from crevnet.data.mnist import MNIST_FILES, ensure_mnist, load_mnist, verify_mnist_file
+from crevnet.data.fashion_mnist import IMAGE_SETS, image_set
+from crevnet.data.mnist import ensure_mnist, load_mnist, verify_mnist_file
 from crevnet.data.paths import DATA_DIR_ENV, resolve_data_dir
 from crevnet.data.testset import (
     STANDARD_FILE,
@@ -32,10 +33,11 @@ __all__ = ["build_parser", "main"]
 
 def _mnist(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
+    images = image_set(args.images)
     print(f"data dir: {root}")
-    paths = ensure_mnist(root, download=not args.no_download)
+    paths = ensure_mnist(root, download=not args.no_download, images=images)
     bad = []
-    for split in MNIST_FILES.values():
+    for split in images.files.values():
         for spec in (split.images, split.labels):
             path = paths[spec.name]
             ok = verify_mnist_file(path, spec)
@@ -47,15 +49,17 @@ def _mnist(args: argparse.Namespace) -> int:
             f"MD5 mismatch for {', '.join(bad)}; expected the published MNIST files "
             "(delete them to download again)"
         )
-    for name in MNIST_FILES:
-        digits = load_mnist(name, root, download=False)
+    for name in images.files:
+        digits = load_mnist(name, root, download=False, images=images)
         counts = np.bincount(digits.labels, minlength=10).tolist()
         print(f"{name}: {len(digits)} digits 28x28, label counts {counts}")
     return 0
 
 
 def _surrogate(args: argparse.Namespace) -> int:
-    videos = generate_surrogate(args.num, args.seed, args.data_dir, download=not args.no_download)
+    videos = generate_surrogate(
+        args.num, args.seed, args.data_dir, download=not args.no_download, images=args.images
+    )
     with atomic_write(args.out) as handle:
         np.save(handle, videos, allow_pickle=False)
     md5 = hashlib.md5(args.out.read_bytes()).hexdigest()
@@ -92,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crevnet data", description="Fetch and check Moving MNIST data.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{mnist,surrogate,standard}")
     data_help = f"data directory (default: ${DATA_DIR_ENV}, else the project's data/)"
+    images_help = "mnist (default) or fashion_mnist (Moving Fashion-MNIST)"
 
     mnist = sub.add_parser("mnist", help="fetch or check the four MNIST files")
     mnist.add_argument("--data-dir", default=None, help=data_help)
     mnist.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    mnist.add_argument("--images", choices=list(IMAGE_SETS), default="mnist", help=images_help)
     mnist.set_defaults(func=_mnist)
 
     surrogate = sub.add_parser("surrogate", help="write a seeded surrogate test set (T, N, H, W) uint8 .npy")
@@ -108,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     surrogate.add_argument("--data-dir", default=None, help=data_help)
     surrogate.add_argument("--no-download", action="store_true", help="fail if MNIST is missing")
+    surrogate.add_argument("--images", choices=list(IMAGE_SETS), default="mnist", help=images_help)
     surrogate.set_defaults(func=_surrogate)
 
     standard = sub.add_parser("standard", help=f"check {STANDARD_FILE} in the data directory")

@@ -25,6 +25,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from crevnet.data.dataset import MovingMNIST
+from crevnet.data.fashion_mnist import ImageSetName, image_set
 from crevnet.data.generator import MovingMNISTGenerator, StandardGenerator
 from crevnet.data.mnist import ensure_mnist, load_mnist
 from crevnet.data.sampler import EpochSampler, ResumableLoader
@@ -56,6 +57,9 @@ class MovingMNISTDataModule(L.LightningDataModule):
         val_digits: Train-split digits held out for validation (the last ones).
         download: Download MNIST if missing.
         pin_memory: Pin batches in page-locked memory (helps GPU transfers).
+        images: "mnist", or "fashion_mnist" for Moving Fashion-MNIST (OpenSTL's ``mfmnist``: the
+            same generator fed with Fashion-MNIST images, train/val/test split as for MNIST; its
+            test set is the surrogate drawn from the Fashion-MNIST test images).
 
     Shape:
         batches: (B, T, 1, H, W) float32 in [0, 1].
@@ -78,6 +82,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
         val_digits: int = 10000,
         download: bool = True,
         pin_memory: bool = False,
+        images: ImageSetName = "mnist",
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or num_frames < 1:
@@ -108,16 +113,18 @@ class MovingMNISTDataModule(L.LightningDataModule):
         self.val_digits = val_digits
         self.download = download
         self.pin_memory = pin_memory
+        self.images = images
+        self.image_set = image_set(images)
         self.train_dataset: MovingMNIST | None = None
         self.val_dataset: MovingMNIST | None = None
         self.test_data: TestSet | None = None
 
     def prepare_data(self) -> None:
         """Download the MNIST files if missing (once, on the main process)."""
-        ensure_mnist(self.data_dir, download=self.download)
+        ensure_mnist(self.data_dir, download=self.download, images=self.image_set)
 
     def _train_digits(self) -> np.ndarray:
-        return load_mnist("train", self.data_dir, download=self.download).images
+        return load_mnist("train", self.data_dir, download=self.download, images=self.image_set).images
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs ("fit", "validate", "test" or None for all)."""
@@ -143,7 +150,12 @@ class MovingMNISTDataModule(L.LightningDataModule):
             )
         if stage in (None, "test"):
             self.test_data = load_test_set(
-                self.test_set_spec, self.data_dir, self.test_size, self.test_seed, download=self.download
+                self.test_set_spec,
+                self.data_dir,
+                self.test_size,
+                self.test_seed,
+                download=self.download,
+                images=self.images,
             )
 
     @property

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from crevnet.data.download import md5_of_file
+from crevnet.data.fashion_mnist import image_set
 from crevnet.data.generator import StandardGenerator, sequence_rng
 from crevnet.data.mnist import load_mnist
 from crevnet.data.paths import DATA_DIR_ENV, resolve_data_dir
@@ -110,6 +111,7 @@ def generate_surrogate(
     data_dir: str | os.PathLike[str] | None = None,
     num_frames: int = SURROGATE_FRAMES,
     download: bool = True,
+    images: str = "mnist",
 ) -> np.ndarray:
     """Generate the surrogate test set from the MNIST test digits with ``StandardGenerator``.
 
@@ -119,6 +121,7 @@ def generate_surrogate(
         data_dir: Where the MNIST files are (see ``resolve_data_dir``).
         num_frames: Frames per sequence T.
         download: Allow downloading missing MNIST files.
+        images: "mnist", or "fashion_mnist" for Moving Fashion-MNIST (its test images).
 
     Returns:
         The sequences in the standard layout.
@@ -130,7 +133,7 @@ def generate_surrogate(
         raise DataError(f"surrogate: --num must be >= 1, got {num}")
     if seed < 0:
         raise DataError(f"surrogate: --seed must be >= 0, got {seed}")
-    digits = load_mnist("test", data_dir, download=download).images
+    digits = load_mnist("test", data_dir, download=download, images=image_set(images)).images
     generator = StandardGenerator()
     size = generator.canvas_size
     out = np.empty((num_frames, num, size, size), dtype=np.uint8)
@@ -201,6 +204,7 @@ def load_test_set(
     seed: int = SURROGATE_SEED,
     verify_md5: bool = False,
     download: bool = True,
+    images: str = "mnist",
 ) -> TestSet:
     """Load the test set named by ``spec``.
 
@@ -213,6 +217,8 @@ def load_test_set(
         seed: Surrogate seed (ignored otherwise).
         verify_md5: Check the standard file's MD5 (reads 800 MB).
         download: Allow downloading MNIST for the surrogate.
+        images: "mnist", or "fashion_mnist": the surrogate is Moving Fashion-MNIST (there is no
+            standard Moving Fashion-MNIST file).
 
     Returns:
         The test set; ``name`` says which one it is.
@@ -220,6 +226,11 @@ def load_test_set(
     Raises:
         DataError: The standard file is absent (the message says where to put it) or invalid.
     """
+    if spec == "standard" and images != "mnist":
+        raise DataError(
+            f"test set 'standard': there is no standard file for images {images!r}; use 'surrogate' "
+            "(seeded, generated from its test images) or a (T, N, H, W) uint8 .npy"
+        )
     if spec == "standard":
         path = find_standard_file(data_dir)
         if path is None:
@@ -234,9 +245,12 @@ def load_test_set(
         videos = _as_test_videos(array, num, str(path))
         return TestSet(videos, f"standard ({STANDARD_FILE}, N={len(videos)})", False, path)
     if spec == "surrogate":
-        array = generate_surrogate(SURROGATE_NUM if num is None else num, seed, data_dir, download=download)
+        array = generate_surrogate(
+            SURROGATE_NUM if num is None else num, seed, data_dir, download=download, images=images
+        )
         videos = _as_test_videos(array, None, "surrogate")
-        return TestSet(videos, f"surrogate test set (seed {seed}, N={len(videos)})", True)
+        which = "" if images == "mnist" else f" of Moving {image_set(images).name}"
+        return TestSet(videos, f"surrogate test set{which} (seed {seed}, N={len(videos)})", True)
     path = Path(spec)
     if path.suffix != ".npy":
         raise DataError(
