@@ -85,24 +85,28 @@ def _point(metrics: dict, minutes: float, step: int | None) -> dict[str, float]:
     return point
 
 
-def _score(path: Path, test: object, batch_size: int) -> dict[str, float]:
+def _score(path: Path, test: object, context: int, horizon: int, batch_size: int) -> dict[str, float]:
     from crevnet.checkpoint import load_model
     from crevnet.evaluate import evaluate_model
 
     loaded = load_model(path)
-    metrics = evaluate_model(loaded.model, test, 10, 10, batch_size, device="cpu", progress=False)
+    metrics = evaluate_model(loaded.model, test, context, horizon, batch_size, device="cpu", progress=False)
     return _point(metrics, (loaded.meta.get("train_seconds") or 0.0) / 60.0, loaded.meta.get("global_step"))
 
 
-def _test_set(spec: str, images: str, num: int, checkpoint: Path) -> object:
+def _test_set(spec: str, images: str, num: int, checkpoint: Path) -> tuple[object, int, int]:
+    """(test set, context, horizon): a folder is windowed as the checkpoint's training data was."""
     if Path(spec).is_dir():  # the held-out clips of the folder the run trained on
         from crevnet.checkpoint import load_model
         from crevnet.data.video_folder import folder_test_set
 
-        return folder_test_set(spec, checkpoint, load_model(checkpoint), 10, 10, limit=num)[0]
+        loaded = load_model(checkpoint)
+        context = int(loaded.meta["context"])
+        test, horizon = folder_test_set(spec, checkpoint, loaded, context, None, limit=num)
+        return test, context, horizon
     from crevnet.data.testset import load_test_set
 
-    return load_test_set(spec, None, num, images=images)
+    return load_test_set(spec, None, num, images=images), 10, 10
 
 
 def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
@@ -175,13 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     paths = sorted(
         (run_root / "curve").glob("t-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1].split("-")[0])
     )
-    test = _test_set(args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt")
+    test, context, horizon = _test_set(
+        args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt"
+    )
     reports = sorted(run_root.rglob("report/metrics.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(reports[-1].read_text()) if reports else None
-    if report is None:  # no end-of-fit report: score the last checkpoint instead
+    same = report is not None and report["num_sequences"] == len(test) and report["horizon"] == horizon
+    if not same:  # no end-of-fit report on this test set: score the last checkpoint instead
         paths += [run_root / "checkpoints" / "last.ckpt"]
-    points = [_score(p, test, args.batch_size) for p in paths if p.is_file()]
-    if report is not None and report["num_sequences"] == len(test):  # the final weights, scored by the report
+    points = [_score(p, test, context, horizon, args.batch_size) for p in paths if p.is_file()]
+    if same:  # the final weights, scored by the report
         points.append(_point(report, report["train_seconds"] / 60.0, report["global_step"]))
     points.sort(key=lambda p: p["minutes"])
     result = {

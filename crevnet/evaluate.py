@@ -460,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", default=None, help="data folder (MNIST digits, mnist_test_seq.npy)")
     parser.add_argument("--seed", type=int, default=SURROGATE_SEED, help="seed of the surrogate test set")
+    parser.add_argument(
+        "--images",
+        choices=("mnist", "fashion_mnist"),
+        default=None,
+        help="images of the surrogate test set: mnist or fashion_mnist (default: what the checkpoint "
+        "was trained on, else mnist)",
+    )
     parser.add_argument("--samples", type=int, default=4, help="sequences drawn as GIFs / contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -477,7 +484,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise DataError(f"--samples {args.samples}: expected 0 or more")
     device = resolve_device(args.device)
     loaded = load_model(args.ckpt, map_location=device)
+    images = args.images
+    if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
+        from crevnet.checkpoint import load_checkpoint_dict
+
+        recorded = load_checkpoint_dict(args.ckpt).get("datamodule_hyper_parameters") or {}
+        images = recorded.get("images") or "mnist"
     spec = args.test_set
+    if spec == "auto" and images != "mnist":
+        spec = "surrogate"  # only Moving MNIST has a standard test file
     if spec == "auto":
         spec = "standard" if find_standard_file(args.data_dir) is not None else "surrogate"
         if spec == "surrogate":
@@ -494,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec, args.ckpt, loaded, context, args.horizon, args.limit, args.all_files
         )
     else:
-        test = load_test_set(spec, args.data_dir, args.limit, args.seed)
+        test = load_test_set(spec, args.data_dir, args.limit, args.seed, images=images)
         horizon = int(test.videos.shape[1]) - context if args.horizon is None else args.horizon
     results = evaluate_model(
         loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress

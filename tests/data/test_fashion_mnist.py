@@ -124,3 +124,18 @@ def test_moving_fashion_mnist_datamodule_and_surrogate(tiny) -> None:
         load_test_set("standard", root, images="fashion_mnist")
     with pytest.raises(DataError, match="unknown image set; expected one of mnist, fashion_mnist"):
         image_set("kmnist")
+
+
+def test_fit_then_evaluate_use_the_fashion_images(tiny, tmp_path: Path, monkeypatch, run_cli) -> None:
+    root, _ = tiny
+    monkeypatch.chdir(tmp_path)
+    smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+    fit = ["fit", "--config", str(smoke), "--trainer.max_steps", "2", "--data.images", "fashion_mnist"]
+    fit += ["--data.data_dir", str(root), "--data.val_digits", "4", "--data.download", "false"]
+    assert run_cli(*fit)[0] == 0
+    ckpt = tmp_path / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    code, out, err = run_cli(
+        "evaluate", "--ckpt", str(ckpt), "--data-dir", str(root), "--limit", "3", "--no-progress"
+    )
+    assert code == 0, err
+    assert out.startswith("surrogate test set of Moving Fashion-MNIST (seed 1234, N=3)")
