@@ -39,3 +39,36 @@ def test_learning_curve_scores_the_held_out_clips_against_three_baselines(
     assert point["step"] == 2
     assert {"zeros_mse", "copy_last_mse", "mean_context_mse"} <= set(point)
     assert (tmp_path / "results" / "learning_curve_folder.png").stat().st_size > 0
+
+
+def test_prepare_opencv_videos_writes_a_disjoint_split(tmp_path: Path, clip_factory, capsys) -> None:
+    src = tmp_path / "examples" / "data"
+    clip_factory.write_clip(src / "vtest.avi", clip_factory.indexed_frames(20, 24, 32))
+    clip_factory.write_clip(src / "Megamind.avi", clip_factory.indexed_frames(6, 22, 30))
+    clip_factory.write_clip(src / "tree.avi", clip_factory.indexed_frames(5, 24, 32))
+    spec = importlib.util.spec_from_file_location(
+        "bench_prepare", REPO / "benchmarks" / "prepare_opencv_videos.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "clips"
+    assert bench.main(["--src", str(src), "--out", str(out), "--short-side", "12"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["source"], line["frames"]) for line in lines] == [
+        ("vtest.avi", [0, 14]),
+        ("vtest.avi", [14, 17]),
+        ("vtest.avi", [17, 20]),
+        ("Megamind.avi", [0, 6]),
+        ("tree.avi", [0, 5]),
+    ]
+    assert lines[0]["size"] == [12, 16]  # shorter side 12, aspect kept
+    from crevnet.data.clips import probe_clip, read_frames
+
+    test = probe_clip(out / "test" / "vtest_0017-0019")
+    assert test.frames == 3
+    assert [clip_factory.frame_index(f.transpose(2, 0, 1)) for f in read_frames(test, [0, 1, 2])] == [
+        17,
+        18,
+        19,
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["test", "train", "val"]

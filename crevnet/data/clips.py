@@ -15,8 +15,9 @@ sample ``tree.avi`` claims 444 frames and decodes 68). Counting costs one pass o
 results are cached in memory per (path, size, modification time) and, when an index file is given, on
 disk (JSON, written atomically).
 
-A clip is "grey" when its first frame has one channel, or three that agree up to codec noise (OpenCV
-decodes grey video as three BGR channels). Frames come out RGB (or grey), uint8, (T, H, W, C) with C in
+A clip is "grey" when its sampled frames (the first and every 16th of a video; first, middle and last
+image of a folder) have one channel, or three that agree up to codec noise (OpenCV decodes grey video
+as three BGR channels). Frames come out RGB (or grey), uint8, (T, H, W, C) with C in
 {1, 3}.
 """
 
@@ -125,6 +126,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 _GREY_TOLERANCE = 8  # lossy codecs leave grey video with channels up to ~3 levels apart
+_GREY_SAMPLE_EVERY = 16  # video frames tested for colour while counting (the first alone can be black)
 
 
 def _is_grey(frame: np.ndarray) -> bool:
@@ -157,15 +159,18 @@ def _probe_video(path: Path) -> ClipInfo:
         ok, first = capture.read()
         if not ok:
             raise DataError(f"{path}: OpenCV decoded no frames (empty or corrupt video)")
+        grey = _is_grey(_to_rgb(first))
         count = 1
         while capture.grab():
+            if grey and count % _GREY_SAMPLE_EVERY == 0:  # a black first frame says nothing
+                ok, frame = capture.retrieve()
+                grey = not ok or _is_grey(_to_rgb(frame))
             count += 1
         fps = float(capture.get(cv2.CAP_PROP_FPS))
     finally:
         capture.release()
     rgb = _to_rgb(first)
-    channels = 1 if _is_grey(rgb) else 3
-    return ClipInfo(path, count, rgb.shape[0], rgb.shape[1], channels, fps if fps > 0 else None)
+    return ClipInfo(path, count, rgb.shape[0], rgb.shape[1], 1 if grey else 3, fps if fps > 0 else None)
 
 
 def _probe_gif(path: Path) -> ClipInfo:
@@ -176,20 +181,24 @@ def _probe_gif(path: Path) -> ClipInfo:
             count = int(getattr(image, "n_frames", 1))
             duration = image.info.get("duration")
             first = np.asarray(image.convert("RGB"))
+            image.seek(count // 2)
+            grey = _is_grey(first) and _is_grey(np.asarray(image.convert("RGB")))
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: not a readable GIF ({err})") from err
     fps = 1000.0 / float(duration) if duration else None
-    channels = 1 if _is_grey(first) else 3
-    return ClipInfo(path, count, first.shape[0], first.shape[1], channels, fps)
+    return ClipInfo(path, count, first.shape[0], first.shape[1], 1 if grey else 3, fps)
 
 
 def _probe_folder(path: Path) -> ClipInfo:
     files = _image_files(path)
-    image = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{files[0]}: not a readable image")
-    rgb = _to_rgb(image)
-    return ClipInfo(path, len(files), rgb.shape[0], rgb.shape[1], 1 if _is_grey(rgb) else 3, None)
+    samples = []
+    for file in dict.fromkeys((files[0], files[len(files) // 2], files[-1])):
+        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DataError(f"{file}: not a readable image")
+        samples.append(_to_rgb(image))
+    grey = all(_is_grey(rgb) for rgb in samples)
+    return ClipInfo(path, len(files), samples[0].shape[0], samples[0].shape[1], 1 if grey else 3, None)
 
 
 def _cache_key(path: Path) -> str:

@@ -217,3 +217,13 @@ def test_index_file_caches_the_frame_counts(folder: Path, tmp_path: Path) -> Non
     first = scan_clips(folder, index)
     assert index.is_file() and len(json.loads(index.read_text())["clips"]) == 7
     assert scan_clips(folder, index).clips == first.clips
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".gif", ""])
+def test_a_black_first_frame_does_not_make_a_colour_clip_grey(
+    tmp_path: Path, clip_factory, suffix: str
+) -> None:
+    frames = clip_factory.indexed_frames(20, 16, 16)
+    frames[0] = 0  # fade-in from black: equal channels in the first frame only
+    path = clip_factory.write_clip(tmp_path / f"fade{suffix or '_frames'}", frames)
+    assert probe_clip(path).channels == 3
