@@ -21,6 +21,7 @@ from crevnet.metrics import (
     frame_psnr,
     frame_ssim,
     frame_ssim_openstl,
+    mean_context_baseline,
     zeros_baseline,
 )
 
@@ -307,12 +308,16 @@ def test_baseline_metrics_against_formulas():
     )
     expected = (future.double() - context[:, -1:].double()).abs().sum(dim=(2, 3, 4))
     torch.testing.assert_close(frame_mae(copy_last_baseline(context, 4), future), expected)
+    # Predicting the mean observed frame: every step is the average of the context, per pixel.
+    mean = mean_context_baseline(context, 4)
+    assert mean.shape == (2, 4, 1, 16, 16)
+    torch.testing.assert_close(mean[:, 2], (context[:, 0] + context[:, 1] + context[:, 2]) / 3)
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 2.0, True])
 def test_baselines_reject_bad_horizon(horizon):
     context = torch.rand(1, 2, 1, 8, 8)
-    for fn in (zeros_baseline, copy_last_baseline):
+    for fn in (zeros_baseline, copy_last_baseline, mean_context_baseline):
         with pytest.raises(ValueError, match="horizon: expected a positive int"):
             fn(context, horizon)
 
