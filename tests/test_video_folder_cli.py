@@ -157,3 +157,23 @@ def test_fit_and_evaluate_on_a_bad_folder_print_one_line(
         err.strip().splitlines()[-1].startswith("crevnet: error: ")
         and message in err.strip().splitlines()[-1]
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--data.channels", "1"], "data.channels 1 but the model takes 3 (model.net.encoder.in_channels)"),
+        (["--data.size", "[17, 17]"], "data.size [17, 17]: height and width must be multiples of 2"),
+        (["--data.num_frames", "3"], "data.num_frames 3 leaves nothing to predict after model.context 3"),
+    ],
+    ids=["channels", "size", "frames"],
+)
+def test_fit_names_a_data_setting_the_model_cannot_take(
+    run: dict[str, Path], run_cli, override, message
+) -> None:
+    code, _, err = run_cli("fit", "--config", str(run["config"]), "--data.root", str(run["root"]), *override)
+    assert code == 2 and "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1] == f"crevnet: error: {message}"
+        or message in err.strip().splitlines()[-1]
+    )

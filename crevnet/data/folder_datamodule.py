@@ -34,6 +34,7 @@ from crevnet.data.video_folder import (
     stderr_note,
     windows_test_set,
 )
+from crevnet.errors import DataError
 
 __all__ = ["VideoFolderDataModule"]
 
@@ -226,8 +227,35 @@ class VideoFolderDataModule(L.LightningDataModule):
         stride = max(spans) if spans else 1
         return ClipWindows(clips, self._steps(clips), self.num_frames, stride, self.eval_framing)
 
+    def _check_model(self) -> None:
+        # Channels, frame size and window length must suit the model being trained: say so in words
+        # here rather than let a conv fail deep inside the first step.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        config = getattr(getattr(module, "net", None), "config", None)
+        if config is None:
+            return
+        encoder = config.encoder
+        if encoder.in_channels != self.framing.channels:
+            raise DataError(
+                f"data.channels {self.framing.channels} but the model takes {encoder.in_channels} "
+                "(model.net.encoder.in_channels); set them equal (3 = RGB, 1 = grey)"
+            )
+        factor = encoder.downsample
+        if any(v % factor for v in self.framing.size):
+            raise DataError(
+                f"data.size {list(self.framing.size)}: height and width must be multiples of {factor}, "
+                "the encoder's total downsampling"
+            )
+        context = getattr(module, "context", None)
+        if context is not None and self.num_frames <= context:
+            raise DataError(
+                f"data.num_frames {self.num_frames} leaves nothing to predict after model.context "
+                f"{context}; use num_frames = context + horizon"
+            )
+
     def setup(self, stage: str | None = None) -> None:
-        """Scan and split the folder (once), and read the test windows for the "test" stage."""
+        """Check the model fits the data, scan and split the folder (once), read the test windows."""
+        self._check_model()
         self._make_split()
         if stage in (None, "test") and self.test_data is None:
             self.test_data = windows_test_set(
