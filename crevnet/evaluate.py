@@ -488,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
         from crevnet.checkpoint import load_checkpoint_dict
 
-        recorded = load_checkpoint_dict(args.ckpt).get("datamodule_hyper_parameters") or {}
+        recorded = load_checkpoint_dict(loaded.meta["path"]).get("datamodule_hyper_parameters") or {}
         images = recorded.get("images") or "mnist"
     spec = args.test_set
     if spec == "auto" and images != "mnist":
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crevnet.data.video_folder import folder_test_set
 
         test, horizon = folder_test_set(
-            spec, args.ckpt, loaded, context, args.horizon, args.limit, args.all_files
+            spec, loaded.meta["path"], loaded, context, args.horizon, args.limit, args.all_files
         )
     else:
         test = load_test_set(spec, args.data_dir, args.limit, args.seed, images=images)
