@@ -53,6 +53,15 @@ def _load_split_folders(
     }
 
 
+def _listing(names: dict[str, list[str]], shown: int = 4) -> str:
+    # "train 5: a.mp4, b.avi, ...; val 1: c.gif; test 1: d.mkv"
+    parts = []
+    for key in SPLITS:
+        more = " ..." if len(names[key]) > shown else ""
+        parts.append(f"{key} {len(names[key])}: {', '.join(names[key][:shown])}{more}")
+    return "; ".join(parts)
+
+
 def _has_split_folders(root: Path) -> bool:
     return all((root / key).is_dir() for key in SPLITS)
 
@@ -173,11 +182,7 @@ class VideoFolderDataModule(L.LightningDataModule):
             notes = list(folder.notes)
         self.parts = parts
         self.split = names
-        listed = "; ".join(
-            f"{key} {len(names[key])}: {', '.join(names[key][:4])}{' ...' if len(names[key]) > 4 else ''}"
-            for key in SPLITS
-        )
-        stderr_note(f"video folder {self.root}: {summary} ({how}): {listed}")
+        stderr_note(f"video folder {self.root}: {summary} ({how}): {_listing(names)}")
         for note in notes:
             stderr_note(f"note: {note}")
         self._write_split_file()
