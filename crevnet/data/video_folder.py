@@ -37,6 +37,7 @@ from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
 from crevnet.data.testset import TestSet
+from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
 
 if TYPE_CHECKING:
@@ -170,9 +171,15 @@ def load_folder_clips(
     root = Path(root)
     scan = scan_clips(root, index_file, warn=lambda m: warn(f"warning: {m}"))
     if not scan.clips and not scan.unreadable:
+        loose = root.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())
+        hint = (
+            f"; the images directly in {root} are not a clip: put each clip's frames in its own sub-folder"
+            if loose
+            else ""
+        )
         raise DataError(
             f"{root}: no clips found; expected video files (.mp4 .avi .mov .mkv .webm .gif) or "
-            "folders of frame images (.png .jpg ...) anywhere below it"
+            f"folders of frame images (.png .jpg ...) anywhere below it{hint}"
         )
     if not scan.clips:
         first, reason = scan.unreadable[0]

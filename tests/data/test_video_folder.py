@@ -154,6 +154,12 @@ def test_empty_folder(tmp_path: Path) -> None:
         load_folder_clips(tmp_path, 4, Framing())
 
 
+def test_loose_frames_in_the_root_are_explained(tmp_path: Path, clip_factory) -> None:
+    clip_factory.write_clip(tmp_path, clip_factory.indexed_frames(6, 8, 8))  # PNGs straight in the root
+    with pytest.raises(DataError, match="put each clip's frames in its own sub-folder"):
+        load_folder_clips(tmp_path, 4, Framing())
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such folder"):
         load_folder_clips(tmp_path / "absent", 4, Framing())
