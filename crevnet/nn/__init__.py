@@ -5,8 +5,8 @@ from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.conv import Conv3d, native_backward
 from crevnet.nn.coupling import AdditiveCoupling, RevNetCoupling, merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
-from crevnet.nn.memory import ReversibleStep, SavedTensorCounter, reversible_chain
-from crevnet.nn.model import CrevNet, CrevNetConfig, load_config, sliding_windows
+from crevnet.nn.memory import MemorySaving, ReversibleStep, SavedTensorCounter, recomputed, reversible_chain
+from crevnet.nn.model import CrevNet, CrevNetConfig, load_config, sliding_windows, without_run_options
 from crevnet.nn.predictor import (
     AdditiveUpdate,
     ConvexUpdate,
@@ -31,6 +31,7 @@ __all__ = [
     "EncoderConfig",
     "IRevNetBlock",
     "LSTMState",
+    "MemorySaving",
     "PredictorConfig",
     "PredictorState",
     "ResidualFunction",
@@ -46,8 +47,10 @@ __all__ = [
     "make_norm",
     "merge_halves",
     "native_backward",
+    "recomputed",
     "reversible_chain",
     "sliding_windows",
     "space_to_depth",
     "split_halves",
+    "without_run_options",
 ]

@@ -44,7 +44,9 @@ class EncoderConfig:
         init_scale: scale of the last conv of every residual function at initialisation. PyTorch's
             default (1.0) gives a float32 round-trip error of ~1.5e-5 on the paper encoder; 0.25 gives
             ~5e-7 (measured by ``benchmarks/reversibility.py``) and leaves the parameter count alone.
-        memory_saving: recompute activations in backward instead of storing them.
+
+    Memory saving is not a field: it is a run option, the ``memory_saving`` argument of
+    :meth:`Encoder.forward` and :meth:`Encoder.inverse`.
     """
 
     in_channels: int = 1  # frame channels
@@ -57,7 +59,6 @@ class EncoderConfig:
     kernel_size: int = 3  # odd
     norm: NormKind = "group"  # "group" | "batch" | "none"
     init_scale: float = 0.25  # last conv of each F scaled at init: keeps the fp32 inverse tight
-    memory_saving: bool = False  # reversible backward (RevNet): no stored activations
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -144,7 +145,6 @@ class Encoder(nn.Module):
                 )
                 c = c_out
         self.blocks = nn.ModuleList(blocks)
-        self.memory_saving = config.memory_saving
 
     # -- validation -------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> None:
@@ -182,26 +182,39 @@ class Encoder(nn.Module):
         return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
     # -- public API -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode frames into the latent (two halves concatenated on the channel axis)."""
+    def forward(self, x: torch.Tensor, *, memory_saving: bool = False) -> torch.Tensor:
+        """Encode frames into the latent (two halves concatenated on the channel axis).
+
+        Args:
+            x: frames (windows of frames in 3-D).
+            memory_saving: store no activations, only the latent, and recompute them in backward
+                with the blocks' inverses (:func:`~crevnet.nn.memory.reversible_chain`); same
+                gradients up to round-off.
+        """
         self._check_input(x)
         with _full_precision(x.device):
             h = x.to(self._compute_dtype(x))
             for _ in range(self.config.init_downsample.bit_length() - 1):
                 h = space_to_depth(h)  # (B, 4C, [T,] H/2, W/2)
-            if self.memory_saving:
+            if memory_saving:
                 return reversible_chain(h, self._steps())
             x1, x2 = split_halves(h)
             for block in self.blocks:
                 x1, x2 = block.forward_pair(x1, x2)
             return merge_halves(x1, x2)
 
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode a latent back into frames: the exact inverse of :meth:`forward`."""
+    def inverse(self, z: torch.Tensor, *, memory_saving: bool = False) -> torch.Tensor:
+        """Decode a latent back into frames: the exact inverse of :meth:`forward`.
+
+        Args:
+            z: the latent.
+            memory_saving: store only the decoded frames and recompute the rest in backward, as in
+                :meth:`forward`.
+        """
         self._check_latent(z)
         with _full_precision(z.device):
             h = z.to(self._compute_dtype(z))
-            if self.memory_saving:
+            if memory_saving:
                 h = reversible_chain(h, self._inverse_steps())
             else:
                 y1, y2 = split_halves(h)

@@ -20,10 +20,19 @@ import torch
 from torch import nn
 
 from crevnet.nn.encoder import Encoder, EncoderConfig
+from crevnet.nn.memory import MemorySaving
 from crevnet.nn.predictor import PredictorConfig, PredictorState, ReversiblePredictor
 from crevnet.nn.reshape import check_divisible
 
-__all__ = ["CrevNet", "CrevNetConfig", "PredictorConfig", "load_config", "sliding_windows"]
+__all__ = [
+    "CrevNet",
+    "CrevNetConfig",
+    "MemorySaving",
+    "PredictorConfig",
+    "load_config",
+    "sliding_windows",
+    "without_run_options",
+]
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,9 @@ class CrevNetConfig:
 
         Args:
             data: ``{"encoder": {...}, "predictor": {...}, "window": int}``; missing keys take
-                their defaults.
+                their defaults. The run options that older versions stored here
+                (``encoder.memory_saving``, ``predictor.bf16``) are dropped (see
+                :func:`without_run_options`).
             source: name of the file (or other origin) used in error messages.
 
         Raises:
@@ -66,6 +77,7 @@ class CrevNetConfig:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"{source}: 'model: net:' must be a mapping, got {data!r}")
+        data = without_run_options(data)
         _check_keys(data, cls, f"{source}: model.net")
         kwargs: dict[str, Any] = dict(data)
         try:
@@ -81,6 +93,25 @@ class CrevNetConfig:
             if str(err).startswith(source):
                 raise
             raise ValueError(f"{source}: {err}") from err
+
+
+# Run options that configs and checkpoints of older versions recorded inside the architecture.
+_FORMER_RUN_OPTIONS = {"encoder": ("memory_saving",), "predictor": ("bf16",)}
+
+
+def without_run_options(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ``model: net:`` mapping without the run options older versions stored in it.
+
+    ``encoder.memory_saving`` and ``predictor.bf16`` were config fields; they are now arguments of
+    the run (:meth:`CrevNet.loss`, ``CrevNetModule(memory_saving=..., bf16=...)``), so a checkpoint
+    that recorded them describes the same network as one that did not.
+    """
+    out = dict(data)
+    for section, keys in _FORMER_RUN_OPTIONS.items():
+        sub = out.get(section)
+        if isinstance(sub, Mapping):
+            out[section] = {k: v for k, v in sub.items() if k not in keys}
+    return out
 
 
 def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
@@ -163,15 +194,15 @@ class CrevNet(nn.Module):
         return cls(load_config(source))
 
     # -- layout -----------------------------------------------------------------------------------
-    def _encode(self, windows: torch.Tensor) -> torch.Tensor:
+    def _encode(self, windows: torch.Tensor, memory_saving: bool = False) -> torch.Tensor:
         # (M, W, C, H, W) -> latent (M, 2c, [W,] h, w)
         if self.config.encoder.dims == 3:
-            return self.encoder(windows.transpose(1, 2))  # (M, C, W, H, W)
-        return self.encoder(windows[:, 0])  # (M, C, H, W)
+            return self.encoder(windows.transpose(1, 2), memory_saving=memory_saving)  # (M, C, W, H, W)
+        return self.encoder(windows[:, 0], memory_saving=memory_saving)  # (M, C, H, W)
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, memory_saving: bool = False) -> torch.Tensor:
         # latent (M, 2c, [W,] h, w) -> (M, W, C, H, W)
-        x = self.encoder.inverse(z)
+        x = self.encoder.inverse(z, memory_saving=memory_saving)
         if self.config.encoder.dims == 3:
             return x.transpose(1, 2)  # (M, W, C, H, W)
         return x.unsqueeze(1)  # (M, 1, C, H, W)
@@ -201,6 +232,9 @@ class CrevNet(nn.Module):
         sampling_prob: float = 0.0,
         context: int = 10,
         generator: torch.Generator | None = None,
+        *,
+        memory_saving: MemorySaving | str = MemorySaving.OFF,
+        bf16: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Training rollout over every window transition, with teacher forcing or scheduled sampling.
 
@@ -224,6 +258,10 @@ class CrevNet(nn.Module):
             sampling_prob: probability of feeding the model's own prediction, in [0, 1].
             context: number of leading frames that are always ground truth.
             generator: random generator for the sampling draws (its device is used for them).
+            memory_saving: run option, what backward recomputes instead of storing: ``"off"``,
+                ``"encoder"`` (the encoder and decoder) or ``"full"`` (also each RPM time step);
+                see :class:`~crevnet.nn.memory.MemorySaving`. Same loss, same gradients.
+            bf16: run option, bfloat16 autocast for the RPM's cells and gates.
 
         Returns:
             ``(pred, target)``, both (B, S, window, C, H, W): the decoded prediction of windows
@@ -239,6 +277,7 @@ class CrevNet(nn.Module):
             raise ValueError(f"CrevNet.forward: sampling_prob must be in [0, 1], got {sampling_prob}")
         if context < 1:
             raise ValueError(f"CrevNet.forward: context must be >= 1, got {context}")
+        mode = MemorySaving.parse(memory_saving, "CrevNet.forward: memory_saving")
         windows = sliding_windows(video, w)  # (B, N, W, C, H, W)
         b, n = windows.shape[:2]
         steps = n - 1
@@ -248,10 +287,16 @@ class CrevNet(nn.Module):
             device = generator.device if generator is not None else video.device
             draw = torch.rand((b, steps), generator=generator, device=device).to(video.device)
             feed_back = draw < sampling_prob  # (B, S)
-        return self._rollout(windows, steps, feed_back, context), target
+        return self._rollout(windows, steps, feed_back, context, mode, bf16), target
 
     def _rollout(
-        self, windows: torch.Tensor, steps: int, feed_back: torch.Tensor | None, context: int
+        self,
+        windows: torch.Tensor,
+        steps: int,
+        feed_back: torch.Tensor | None,
+        context: int,
+        mode: MemorySaving,
+        bf16: bool,
     ) -> torch.Tensor:
         # Every ground-truth input window is encoded in one batch, every prediction decoded in one batch.
         # A fed-back prediction whose slots are all predicted frames is encode(decode(z_out)) = z_out
@@ -260,7 +305,7 @@ class CrevNet(nn.Module):
         w = self.config.window
         b = windows.shape[0]
         inputs = windows[:, :steps].transpose(0, 1).flatten(0, 1)  # (S·B, W, C, H, W), step-major
-        z_gt = self._encode(inputs).unflatten(0, (steps, b))  # (S, B, 2c, [W,] h, w)
+        z_gt = self._encode(inputs, mode.encoder).unflatten(0, (steps, b))  # (S, B, 2c, [W,] h, w)
         first_free = max(1, context - w + 1)  # first step whose input holds a frame >= context
         state: PredictorState | None = None
         outs: list[torch.Tensor] = []
@@ -271,13 +316,14 @@ class CrevNet(nn.Module):
                 if known == 0:
                     fed = outs[-1]
                 else:
-                    prev = self._decode(outs[-1])  # (B, W, C, H, W)
-                    fed = self._encode(torch.cat((windows[:, s, :known], prev[:, known:]), 1))
+                    prev = self._decode(outs[-1], mode.encoder)  # (B, W, C, H, W)
+                    mixed = torch.cat((windows[:, s, :known], prev[:, known:]), 1)
+                    fed = self._encode(mixed, mode.encoder)
                 pick = feed_back[:, s].view(b, *([1] * (z_in.dim() - 1)))
                 z_in = torch.where(pick, fed, z_in)
-            z_out, state = self.predictor(z_in, state)
+            z_out, state = self.predictor(z_in, state, bf16=bf16, memory_saving=mode.predictor)
             outs.append(z_out)
-        pred = self._decode(torch.cat(outs, 0))  # (S·B, W, C, H, W)
+        pred = self._decode(torch.cat(outs, 0), mode.encoder)  # (S·B, W, C, H, W)
         return pred.unflatten(0, (steps, b)).transpose(0, 1)  # (B, S, W, C, H, W)
 
     def loss(
@@ -286,6 +332,9 @@ class CrevNet(nn.Module):
         sampling_prob: float = 0.0,
         context: int = 10,
         generator: torch.Generator | None = None,
+        *,
+        memory_saving: MemorySaving | str = MemorySaving.OFF,
+        bf16: bool = False,
     ) -> torch.Tensor:
         """The paper's training loss: MSE of each decoded window, summed over the transitions.
 
@@ -296,11 +345,11 @@ class CrevNet(nn.Module):
         Returns:
             A scalar tensor.
         """
-        pred, target = self(video, sampling_prob, context, generator)
+        pred, target = self(video, sampling_prob, context, generator, memory_saving=memory_saving, bf16=bf16)
         return (pred - target).pow(2).mean(dim=(0, 2, 3, 4, 5)).sum()
 
     # -- inference --------------------------------------------------------------------------------
-    def predict(self, context: torch.Tensor, horizon: int) -> torch.Tensor:
+    def predict(self, context: torch.Tensor, horizon: int, *, bf16: bool = False) -> torch.Tensor:
         """Predict ``horizon`` frames after ``context`` (run it under ``torch.no_grad()`` yourself).
 
         The windows of the context (0 .. Tc − window) warm the recurrent states; the prediction
@@ -313,6 +362,7 @@ class CrevNet(nn.Module):
         Args:
             context: the observed frames in [0, 1], at least ``window`` of them.
             horizon: number of frames to predict, >= 1 (any length).
+            bf16: run option, bfloat16 autocast for the RPM's cells and gates.
 
         Returns:
             Predicted frames Tc .. Tc + horizon − 1 (not clipped to [0, 1]).
@@ -330,7 +380,7 @@ class CrevNet(nn.Module):
         z = self._encode(windows.transpose(0, 1).flatten(0, 1)).unflatten(0, (nw, b))
         state: PredictorState | None = None
         for j in range(nw):
-            z_out, state = self.predictor(z[j], state)
+            z_out, state = self.predictor(z[j], state, bf16=bf16)
         outs = [z_out]
         for k in range(1, horizon):
             known = max(w - k, 0)  # leading slots of the next input that hold context frames
@@ -339,7 +389,7 @@ class CrevNet(nn.Module):
                 z_in = self._encode(torch.cat((context[:, tc - known :], pred[:, known:]), 1))
             else:
                 z_in = outs[-1]  # encode(decode(z)) = z: the encoder is a bijection
-            z_out, state = self.predictor(z_in, state)
+            z_out, state = self.predictor(z_in, state, bf16=bf16)
             outs.append(z_out)
         frames = self._decode(torch.cat(outs, 0))[:, -1]  # newest slot of each window, (H·B, C, H, W)
         return frames.unflatten(0, (horizon, b)).transpose(0, 1)  # (B, horizon, C, H, W)

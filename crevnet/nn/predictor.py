@@ -28,6 +28,7 @@ from torch import nn
 from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.conv import conv_class
 from crevnet.nn.coupling import merge_halves, split_halves
+from crevnet.nn.memory import recomputed
 
 __all__ = [
     "AdditiveUpdate",
@@ -58,10 +59,9 @@ class PredictorConfig:
         gate: "conv1x1" (released: g = σ(conv1×1(h))) or "two_conv" (paper:
             g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2) with W1 1×1 and W2 k×k).
         update: "convex" (x2 ← (1−g)⊙x2 + g⊙h, paper) or "additive" (x2 ← x2 + g⊙h).
-        bf16: run the cells and gates under bfloat16 autocast (the x2 update stays in the latent's
-            dtype, so the conditional inverse stays exact given the states). Pays off only where
-            bf16 matmuls are fast (GPUs, CPUs with AMX or AVX512-BF16); on AVX2-only CPUs oneDNN
-            emulates bf16 and a conv runs tens of times slower than in fp32.
+
+    bf16 autocast and memory saving are not fields: they are run options, arguments of
+    :meth:`ReversiblePredictor.forward`.
     """
 
     layers: int = 8  # cell + gate layers
@@ -69,7 +69,6 @@ class PredictorConfig:
     cell: CellKind = "st_lstm"  # "st_lstm" | "conv_lstm"
     gate: GateKind = "conv1x1"  # "conv1x1" (released) | "two_conv" (paper)
     update: UpdateKind = "convex"  # "convex" (paper) | "additive"
-    bf16: bool = False  # bfloat16 autocast for the cells and gates
 
     def __post_init__(self) -> None:
         if self.layers < 1:
@@ -196,35 +195,75 @@ class ReversiblePredictor(nn.Module):
                 f"{2 * self.channels}, got shape {tuple(z.shape)}"
             )
 
-    def _autocast(self, z: torch.Tensor) -> torch.autocast | nullcontext[None]:
+    def _autocast(self, z: torch.Tensor, bf16: bool) -> torch.autocast | nullcontext[None]:
         # Leave any outer autocast alone when the switch is off.
-        if self.config.bf16:
+        if bf16:
             return torch.autocast(z.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def forward(
-        self, z: torch.Tensor, state: PredictorState | None = None
+        self,
+        z: torch.Tensor,
+        state: PredictorState | None = None,
+        *,
+        bf16: bool = False,
+        memory_saving: bool = False,
     ) -> tuple[torch.Tensor, PredictorState]:
         """Advance the latent one time step.
 
         Args:
             z: latent, both halves concatenated on the channel axis.
             state: the state returned by the previous step; None for zeros.
+            bf16: run the cells and gates under bfloat16 autocast (the x2 update stays in the
+                latent's dtype, so the conditional inverse stays exact given the states). Pays off
+                only where bf16 matmuls are fast (GPUs, CPUs with AMX or AVX512-BF16); on
+                AVX2-only CPUs oneDNN emulates bf16 and a conv runs tens of times slower than fp32.
+            memory_saving: keep only ``z`` and ``state`` for backward and recompute the step there
+                (:func:`~crevnet.nn.memory.recomputed`); same gradients. The conditional inverse
+                could rebuild ``z`` from the output instead, but in :class:`~crevnet.nn.CrevNet`
+                ``z`` is the encoder's output, which the encoder's memory-saving backward keeps
+                anyway, so keeping a reference to it costs nothing.
 
         Returns:
             ``(z', state')``: the predicted latent and the state to pass to the next step.
         """
         self._check(z, "forward")
-        x1, x2 = split_halves(z)
         cells: list[LSTMState | None] = [None] * len(self.cells) if state is None else list(state.cells)
         if len(cells) != len(self.cells):
             raise ValueError(
                 f"PredictorState has {len(cells)} layer states, the predictor has {len(self.cells)}"
             )
         memory = None if state is None else state.memory
+        if not memory_saving:
+            return self._step(z, cells, memory, bf16)
+        flat: list[torch.Tensor | None] = [z, memory]
+        for s in cells:
+            flat += [None, None] if s is None else [s.h, s.c]
+
+        def step(
+            z: torch.Tensor, memory: torch.Tensor | None, *hc: torch.Tensor | None
+        ) -> list[torch.Tensor | None]:
+            pairs = zip(hc[::2], hc[1::2], strict=True)
+            layer_states = [None if h is None or c is None else LSTMState(h, c) for h, c in pairs]
+            z_new, new = self._step(z, layer_states, memory, bf16)
+            return [z_new, new.memory, *(t for s in new.cells for t in s)]
+
+        z_new, memory, *hc = recomputed(step, flat, self)
+        assert z_new is not None
+        new_cells = tuple(LSTMState(h, c) for h, c in zip(hc[::2], hc[1::2], strict=True))  # type: ignore[arg-type]
+        return z_new, PredictorState(new_cells, memory)
+
+    def _step(
+        self,
+        z: torch.Tensor,
+        cells: list[LSTMState | None],
+        memory: torch.Tensor | None,
+        bf16: bool,
+    ) -> tuple[torch.Tensor, PredictorState]:
+        x1, x2 = split_halves(z)
         new_cells: list[LSTMState] = []
         for cell, gate, s in zip(self.cells, self.gates, cells, strict=True):
-            with self._autocast(z):
+            with self._autocast(z, bf16):
                 s_new, memory = cell(x1, s, memory)
                 g = gate(s_new.h)
             x2 = self.update(x2, g.to(x2.dtype), s_new.h.to(x2.dtype))
@@ -232,12 +271,13 @@ class ReversiblePredictor(nn.Module):
             x1, x2 = x2, x1
         return merge_halves(x1, x2), PredictorState(tuple(new_cells), memory)
 
-    def inverse(self, z_out: torch.Tensor, state: PredictorState) -> torch.Tensor:
+    def inverse(self, z_out: torch.Tensor, state: PredictorState, *, bf16: bool = False) -> torch.Tensor:
         """Conditional inverse: recover the input latent from the output and the returned state.
 
         Args:
             z_out: the latent :meth:`forward` produced.
             state: the state :meth:`forward` *returned* with it (its ``h`` are what the gates saw).
+            bf16: the value :meth:`forward` ran with (the gates must see the same precision).
 
         Returns:
             The latent :meth:`forward` received.
@@ -250,7 +290,7 @@ class ReversiblePredictor(nn.Module):
         x1, x2 = split_halves(z_out)
         for gate, s in zip(reversed(self.gates), reversed(state.cells), strict=True):
             x1, x2 = x2, x1  # undo the swap
-            with self._autocast(z_out):
+            with self._autocast(z_out, bf16):
                 g = gate(s.h)
             x2 = self.update.inverse(x2, g.to(x2.dtype), s.h.to(x2.dtype))
         return merge_halves(x1, x2)

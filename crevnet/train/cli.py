@@ -34,7 +34,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from crevnet.data.datamodule import MovingMNISTDataModule
 from crevnet.errors import CheckpointError
-from crevnet.nn.model import CrevNetConfig
+from crevnet.nn.model import CrevNetConfig, without_run_options
 from crevnet.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint_file
 from crevnet.train.module import CrevNetModule, config_diff, config_to_dict
 
@@ -124,11 +124,13 @@ class CrevNetCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            saved = load_checkpoint_file(ckpt_path).get("hyper_parameters", {}).get("net")
+            hparams = dict(load_checkpoint_file(ckpt_path).get("hyper_parameters", {}))
+            saved = hparams.get("net")
             if not isinstance(saved, Mapping):
                 raise CheckpointError(
                     f"{ckpt_path}: no 'net' hyperparameters; expected a checkpoint of crevnet fit"
                 )
+            saved = without_run_options(saved)  # older checkpoints stored memory_saving / bf16 in net
             net = self.config[subcommand].model.net
             net = net.as_dict() if hasattr(net, "as_dict") else dataclasses.asdict(net)
             diffs = config_diff(saved, config_to_dict(CrevNetConfig.from_dict(net)))
@@ -136,7 +138,10 @@ class CrevNetCLI(LightningCLI):
                 raise CheckpointError(
                     f"{ckpt_path} was trained with a different model config (model.net): " + "; ".join(diffs)
                 )
-        super()._parse_ckpt_path()
+            # What Lightning's own _parse_ckpt_path does, with the cleaned net.
+            hparams.pop("_instantiator", None)
+            hparams["net"] = saved
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def _run_subcommand(self, subcommand: str) -> None:
         config = self.config_init[subcommand]

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -22,7 +22,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from crevnet.checkpoint import config_to_dict
 from crevnet.errors import CheckpointError
 from crevnet.metrics import frame_mse, frame_ssim
-from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
+from crevnet.nn.memory import MemorySaving
+from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows, without_run_options
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
@@ -60,6 +61,10 @@ class CrevNetModule(L.LightningModule):
             the wall-time fractions, so a time-boxed run reaches the end of its schedules.
         seed: seeds the scheduled-sampling draws (with the step and the rank, so a resumed run draws
             the same numbers).
+        memory_saving: run option, what the training backward recomputes instead of storing:
+            ``off``, ``encoder`` or ``full`` (:class:`~crevnet.nn.MemorySaving`). Not stored in the
+            checkpoint's hyperparameters: a run resumes in any mode.
+        bf16: run option, bfloat16 autocast for the RPM's cells and gates (not stored either).
 
     Shape:
         batch: (B, T, C, H, W) with T > context.
@@ -78,6 +83,8 @@ class CrevNetModule(L.LightningModule):
         total_steps: int | None = None,
         time_progress: bool = True,
         seed: int = 0,
+        memory_saving: Literal["off", "encoder", "full"] = "off",
+        bf16: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # from a checkpoint's hyperparameters
@@ -117,6 +124,9 @@ class CrevNetModule(L.LightningModule):
         )
         self.net = CrevNet(net)
         self.context = context
+        # Run options: used by the steps below, never part of the hyperparameters a checkpoint records.
+        self.memory_saving = MemorySaving.parse(memory_saving, "CrevNetModule: memory_saving")
+        self.bf16 = bool(bf16)
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
@@ -182,7 +192,12 @@ class CrevNetModule(L.LightningModule):
             self._frame_size = [int(batch.shape[-2]), int(batch.shape[-1])]
         prob = self.sampling.probability(self.progress())
         pred, target = self.net(
-            batch, sampling_prob=prob, context=self.context, generator=self._sampling_generator()
+            batch,
+            sampling_prob=prob,
+            context=self.context,
+            generator=self._sampling_generator(),
+            memory_saving=self.memory_saving,
+            bf16=self.bf16,
         )
         loss = prediction_loss(pred, target, self.loss_weights)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
@@ -217,7 +232,7 @@ class CrevNetModule(L.LightningModule):
                 f"CrevNetModule: clips need more than context={self.context} frames, got {video.shape[1]}"
             )
         with torch.no_grad():
-            pred = self.net.predict(video[:, : self.context], horizon)
+            pred = self.net.predict(video[:, : self.context], horizon, bf16=self.bf16)
         return pred, video[:, self.context :]
 
     def reconstruction_error(self, video: torch.Tensor) -> torch.Tensor:
@@ -236,7 +251,8 @@ class CrevNetModule(L.LightningModule):
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Teacher-forced loss, free-running MSE/SSIM, and on the first batch the reconstruction error."""
         b = batch.shape[0]
-        self.log("val/loss", self.net.loss(batch, context=self.context), batch_size=b, sync_dist=True)
+        loss = self.net.loss(batch, context=self.context, bf16=self.bf16)
+        self.log("val/loss", loss, batch_size=b, sync_dist=True)
         pred, target = self.predict_future(batch)
         self.log("val/mse", frame_mse(pred, target).mean(), prog_bar=True, batch_size=b, sync_dist=True)
         if batch_idx == 0:
@@ -284,7 +300,7 @@ class CrevNetModule(L.LightningModule):
             raise CheckpointError(
                 "checkpoint has no 'net' hyperparameters; expected one written by crevnet fit"
             )
-        diffs = config_diff(saved, self.hparams.net)
+        diffs = config_diff(without_run_options(saved), self.hparams.net)
         if diffs:
             raise CheckpointError(
                 "checkpoint was trained with a different model config (model.net): " + "; ".join(diffs)

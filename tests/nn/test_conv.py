@@ -149,9 +149,9 @@ def test_parameters_and_state_dict_match_nn_conv3d():
 
 
 def test_crevnet_gradients_equal_with_native_backward():
-    """A whole 3-D CrevNet (encoder with memory saving + ST-LSTM RPM) in float64, both backward paths."""
+    """A whole 3-D CrevNet (full memory saving, ST-LSTM RPM) in float64, both conv backward paths."""
     cfg = CrevNetConfig(
-        encoder=EncoderConfig(stages=(1, 1, 1), channels=(2, 8, 32), memory_saving=True),
+        encoder=EncoderConfig(stages=(1, 1, 1), channels=(2, 8, 32)),
         predictor=PredictorConfig(layers=2),
     )
     torch.manual_seed(0)
@@ -160,7 +160,7 @@ def test_crevnet_gradients_equal_with_native_backward():
 
     def grads():
         model.zero_grad()
-        model.loss(video, context=3).backward()
+        model.loss(video, context=3, memory_saving="full").backward()
         return {n: p.grad.clone() for n, p in model.named_parameters()}
 
     fast = grads()

@@ -6,16 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from crevnet.nn import Encoder, EncoderConfig, SavedTensorCounter
+from crevnet.nn import Encoder, EncoderConfig, SavedTensorCounter, recomputed
 
 TINY3D = EncoderConfig(stages=(1, 2, 1))
 TINY2D = EncoderConfig(dims=2, stages=(2, 2, 1))
 
 
-def objective(enc: Encoder, x: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
-    z = enc(x)
+def objective(
+    enc: Encoder, x: torch.Tensor, head: nn.Module | None = None, memory_saving: bool = False
+) -> torch.Tensor:
+    z = enc(x, memory_saving=memory_saving)
     c = z.shape[1] // 2
-    y = enc.inverse(torch.cat((z[:, :c], 0.9 * z[:, c:]), dim=1))
+    y = enc.inverse(torch.cat((z[:, :c], 0.9 * z[:, c:]), dim=1), memory_saving=memory_saving)
     loss = (y - x.roll(1, dims=-1)).square().mean() + z[:, :c].square().mean()
     if head is not None:  # the latent also feeds another module
         loss = loss + head(z).square().mean()
@@ -23,12 +25,11 @@ def objective(enc: Encoder, x: torch.Tensor, head: nn.Module | None = None) -> t
 
 
 def run(enc, x, memory_saving, head=None):
-    enc.memory_saving = memory_saving
     enc.zero_grad()
     if head is not None:
         head.zero_grad()
     xg = x.clone().requires_grad_(True)
-    loss = objective(enc, xg, head)
+    loss = objective(enc, xg, head, memory_saving)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in enc.named_parameters()}
     if head is not None:
@@ -78,7 +79,7 @@ def test_batchnorm_running_stats_updated_once():
     cfg = replace(TINY2D, norm="batch")
     x = torch.rand(shape_of(cfg, 4), dtype=torch.float64)
     plain = Encoder(cfg).double()
-    memsave = Encoder(replace(cfg, memory_saving=True)).double()
+    memsave = Encoder(cfg).double()
     memsave.load_state_dict(plain.state_dict())
     run(plain, x, False)
     run(memsave, x, True)
@@ -90,17 +91,17 @@ def test_batchnorm_running_stats_updated_once():
 
 @pytest.mark.parametrize("cfg", [EncoderConfig(), EncoderConfig(dims=2)], ids=["paper3d", "2d"])
 def test_saved_bytes_at_most_ten_percent_and_independent_of_depth(cfg):
-    def saved(c: EncoderConfig) -> int:
+    def saved(c: EncoderConfig, memory_saving: bool) -> int:
         torch.manual_seed(0)
         enc = Encoder(c)
         with SavedTensorCounter() as counter:
-            loss = objective(enc, torch.rand(shape_of(c, 8)))
+            loss = objective(enc, torch.rand(shape_of(c, 8)), memory_saving=memory_saving)
         loss.backward()
         return counter.bytes
 
     deep = replace(cfg, stages=tuple(2 * n for n in cfg.stages))
-    plain, memsave = saved(cfg), saved(replace(cfg, memory_saving=True))
-    plain_deep, memsave_deep = saved(deep), saved(replace(deep, memory_saving=True))
+    plain, memsave = saved(cfg, False), saved(cfg, True)
+    plain_deep, memsave_deep = saved(deep, False), saved(deep, True)
     assert memsave <= 0.10 * plain
     assert memsave_deep == memsave  # nothing grows with depth
     assert plain_deep > 1.5 * plain
@@ -119,27 +120,25 @@ def test_no_grad_and_eval_paths_match_plain():
     x = torch.rand(shape_of(TINY2D))
     with torch.no_grad():
         z_plain = enc(x)
-        enc.memory_saving = True
-        z_mem = enc(x)
+        z_mem = enc(x, memory_saving=True)
     torch.testing.assert_close(z_mem, z_plain, rtol=0, atol=0)
 
 
 def test_double_backward_is_refused():
     torch.manual_seed(0)
-    enc = Encoder(replace(TINY2D, memory_saving=True)).double()
+    enc = Encoder(TINY2D).double()
     x = torch.rand(shape_of(TINY2D), dtype=torch.float64, requires_grad=True)
-    (gx,) = torch.autograd.grad(enc(x).square().sum(), x, create_graph=True)
+    (gx,) = torch.autograd.grad(enc(x, memory_saving=True).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         gx.sum().backward()
 
 
 def test_autograd_grad_supported():
     torch.manual_seed(0)
-    enc = Encoder(replace(TINY2D, memory_saving=True)).double()
+    enc = Encoder(TINY2D).double()
     x = torch.rand(shape_of(TINY2D), dtype=torch.float64)
     params = list(enc.parameters())
-    grads = torch.autograd.grad(enc(x).square().sum(), params)
-    enc.memory_saving = False
+    grads = torch.autograd.grad(enc(x, memory_saving=True).square().sum(), params)
     ref = torch.autograd.grad(enc(x).square().sum(), params)
     for g, r in zip(grads, ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-14)
@@ -152,9 +151,10 @@ def test_flop_counter_works_through_the_memory_saving_backward():
     x = torch.rand(shape_of(TINY2D))
 
     def flops(memory_saving: bool) -> int:
-        enc = Encoder(replace(TINY2D, memory_saving=memory_saving))
+        enc = Encoder(TINY2D)
         with FlopCounterMode(display=False) as counter:
-            enc.inverse(enc(x) * 0.5).sum().backward()
+            z = enc(x, memory_saving=memory_saving) * 0.5
+            enc.inverse(z, memory_saving=memory_saving).sum().backward()
         return counter.get_total_flops()
 
     # The replay costs one extra forward per block and per direction, on top of plain autograd.
@@ -163,12 +163,12 @@ def test_flop_counter_works_through_the_memory_saving_backward():
 
 def test_replay_evaluates_each_residual_function_once_per_direction():
     torch.manual_seed(0)
-    enc = Encoder(replace(TINY2D, memory_saving=True)).double()
+    enc = Encoder(TINY2D).double()
     calls = {"n": 0}
     for block in enc.blocks:
         block.f.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
     x = torch.rand(shape_of(TINY2D), dtype=torch.float64)
-    loss = objective(enc, x)
+    loss = objective(enc, x, memory_saving=True)
     assert calls["n"] == 2 * len(enc.blocks)  # encode + decode
     loss.backward()
     # one more F per block and direction (inverse and recomputation fused), not two
@@ -190,3 +190,37 @@ def test_block_replays_recover_the_input_and_recompute_the_output(stride):
     torch.testing.assert_close(torch.cat(parts, dim=1), y, rtol=0, atol=1e-12)
     torch.testing.assert_close(x_re, x, rtol=0, atol=1e-12)
     assert all(p.is_leaf and p.requires_grad for p in parts)
+
+
+# -- recomputed: one step kept by its inputs only --------------------------------------------------
+def test_recomputed_step_updates_batchnorm_once_and_gives_plain_gradients():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh()).double()
+    saving = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh()).double()
+    saving.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    h = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+
+    def step(module):
+        return lambda x, h, absent: [module(x) * h, None, h]  # h is handed back unchanged
+
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya = step(plain)(xa, h, None)[0]
+    with SavedTensorCounter() as counter:
+        yb, none_b, hb = recomputed(step(saving), [xb, h, None], saving)
+    assert counter.bytes == x.numel() * 8 + h.numel() * 8  # the inputs, nothing else
+    assert none_b is None and torch.equal(hb, h) and hb is not h
+    ya.sum().backward()
+    yb.sum().backward()
+    for (name, a), b in zip(plain.named_buffers(), saving.buffers(), strict=True):
+        assert torch.equal(a, b), name  # updated by the forward only, not again by the recomputation
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-12, atol=0)
+    for (name, p), q in zip(plain.named_parameters(), saving.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=0, msg=name)
+
+
+def test_recomputed_runs_plainly_without_grad():
+    module = nn.Linear(3, 3)
+    with torch.no_grad():
+        (y,) = recomputed(lambda x: [module(x)], [torch.randn(2, 3)], module)
+    assert y.grad_fn is None

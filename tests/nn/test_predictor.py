@@ -41,12 +41,15 @@ def test_conditional_inverse(cell, gate, update, dims, dtype, atol) -> None:
 
 
 def test_conditional_inverse_under_bf16_switch() -> None:
-    rpm = _rpm(3, bf16=True)
+    rpm = _rpm(3)
     z = _latent(3, 4)
     with torch.no_grad():
-        z_out, state = rpm(z)
-        torch.testing.assert_close(rpm.inverse(z_out, state), z, rtol=0, atol=1e-5)
+        z_out, state = rpm(z, bf16=True)
+        torch.testing.assert_close(rpm.inverse(z_out, state, bf16=True), z, rtol=0, atol=1e-5)
+        plain, _ = rpm(z)
     assert z_out.dtype == torch.float32  # the update stays in the latent's dtype
+    assert state.cells[0].h.dtype == torch.bfloat16  # the cells did run in bf16
+    assert (z_out - plain).abs().max() > 0
 
 
 @pytest.mark.parametrize("update", ["convex", "additive"])
