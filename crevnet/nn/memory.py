@@ -73,8 +73,14 @@ class MemorySaving(str, Enum):
         return self is MemorySaving.FULL
 
     @classmethod
-    def parse(cls, value: MemorySaving | str, who: str = "memory_saving") -> MemorySaving:
-        """``value`` as a :class:`MemorySaving`, or a ValueError naming ``who`` and the choices."""
+    def parse(cls, value: MemorySaving | str | bool, who: str = "memory_saving") -> MemorySaving:
+        """``value`` as a :class:`MemorySaving`, or a ValueError naming ``who`` and the choices.
+
+        ``False`` means ``off`` (YAML 1.1 reads a bare ``off`` as false) and ``True`` means
+        ``encoder`` (what the former boolean switch did).
+        """
+        if isinstance(value, bool):
+            return cls.ENCODER if value else cls.OFF
         try:
             return cls(value)
         except ValueError:

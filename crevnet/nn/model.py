@@ -233,7 +233,7 @@ class CrevNet(nn.Module):
         context: int = 10,
         generator: torch.Generator | None = None,
         *,
-        memory_saving: MemorySaving | str = MemorySaving.OFF,
+        memory_saving: MemorySaving | str | bool = MemorySaving.OFF,
         bf16: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Training rollout over every window transition, with teacher forcing or scheduled sampling.
@@ -333,7 +333,7 @@ class CrevNet(nn.Module):
         context: int = 10,
         generator: torch.Generator | None = None,
         *,
-        memory_saving: MemorySaving | str = MemorySaving.OFF,
+        memory_saving: MemorySaving | str | bool = MemorySaving.OFF,
         bf16: bool = False,
     ) -> torch.Tensor:
         """The paper's training loss: MSE of each decoded window, summed over the transitions.

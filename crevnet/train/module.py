@@ -62,8 +62,9 @@ class CrevNetModule(L.LightningModule):
         seed: seeds the scheduled-sampling draws (with the step and the rank, so a resumed run draws
             the same numbers).
         memory_saving: run option, what the training backward recomputes instead of storing:
-            ``off``, ``encoder`` or ``full`` (:class:`~crevnet.nn.MemorySaving`). Not stored in the
-            checkpoint's hyperparameters: a run resumes in any mode.
+            ``off``, ``encoder`` or ``full`` (:class:`~crevnet.nn.MemorySaving`; YAML reads a bare
+            ``off`` as false, which means off too). Not stored in the checkpoint's
+            hyperparameters: a run resumes in any mode.
         bf16: run option, bfloat16 autocast for the RPM's cells and gates (not stored either).
 
     Shape:
@@ -83,7 +84,7 @@ class CrevNetModule(L.LightningModule):
         total_steps: int | None = None,
         time_progress: bool = True,
         seed: int = 0,
-        memory_saving: Literal["off", "encoder", "full"] = "off",
+        memory_saving: Literal["off", "encoder", "full"] | bool = "off",
         bf16: bool = False,
     ) -> None:
         super().__init__()

@@ -1,0 +1,79 @@
+"""Run options (memory saving, bf16) are arguments of the run, not of the model: a checkpoint written in one
+mode resumes in another, and checkpoints that still record them in ``net`` load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from crevnet.checkpoint import load_model
+from crevnet.train.checkpoint_io import load_checkpoint_file
+from crevnet.train.cli import CrevNetCLI, main
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+class _Interrupt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def _fit(root: Path, extra: list[str], callbacks: list[L.Callback] | None = None) -> CrevNetCLI:
+    args = ["fit", "--config", str(SMOKE), *QUIET, *extra, f"--trainer.logger.init_args.save_dir={root}"]
+    return CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks} if callbacks else None)
+
+
+def test_a_run_written_with_full_memory_saving_resumes_with_it_off(smoke_env: Path) -> None:
+    common = [
+        "--trainer.max_steps=10",
+        "--data.train_size=16",
+        "--model.schedule.kind=cosine",
+        "--model.total_steps=10",
+        "--trainer.val_check_interval=2",
+        "--checkpoint.every_n_train_steps=1",
+    ]
+    straight = _fit(smoke_env / "a", [*common, "--model.memory_saving=off"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(smoke_env / "b", [*common, "--model.memory_saving=full"], [_Interrupt(6)])
+    last = smoke_env / "b" / "smoke" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint_file(last)
+    assert saved["global_step"] == 6
+    assert "memory_saving" not in saved["hyper_parameters"]  # not part of what the checkpoint records
+    resumed = _fit(smoke_env / "b", [*common, "--model.memory_saving=off", "--ckpt_path=last"])
+    assert resumed.model.memory_saving.value == "off"
+    assert resumed.trainer.global_step == straight.trainer.global_step == 10
+    opt_a = straight.trainer.optimizers[0].state_dict()
+    opt_b = resumed.trainer.optimizers[0].state_dict()
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for key, state in opt_a["state"].items():
+        assert int(state["step"]) == int(opt_b["state"][key]["step"]) == 10
+        torch.testing.assert_close(state["exp_avg"], opt_b["state"][key]["exp_avg"], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            state["exp_avg_sq"], opt_b["state"][key]["exp_avg_sq"], rtol=1e-5, atol=1e-9
+        )
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_recording_run_options_in_net_still_loads_and_resumes(smoke_env: Path) -> None:
+    assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=2"]) == 0
+    ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(ckpt, weights_only=True)
+    net = checkpoint["hyper_parameters"]["net"]
+    net["encoder"]["memory_saving"] = True  # what older versions wrote
+    net["predictor"]["bf16"] = False
+    old = smoke_env / "old.ckpt"
+    torch.save(checkpoint, old)
+    loaded = load_model(old)
+    assert loaded.model.config == CrevNetCLI(args=["--config", str(SMOKE)], run=False).model.net.config
+    args = ["--trainer.max_steps=3", "--model.memory_saving=encoder", f"--ckpt_path={old}"]
+    assert main(["fit", "--config", str(SMOKE), *QUIET, *args]) == 0
+    assert load_checkpoint_file(ckpt)["global_step"] == 3
