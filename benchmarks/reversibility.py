@@ -26,7 +26,6 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import replace
 
 import torch
 
@@ -47,11 +46,11 @@ def make_input(cfg: EncoderConfig, batch: int, dtype: torch.dtype, seed: int = 0
     return torch.rand(shape, generator=g, dtype=dtype)
 
 
-def objective(enc: Encoder, x: torch.Tensor) -> torch.Tensor:
+def objective(enc: Encoder, x: torch.Tensor, memory_saving: bool = False) -> torch.Tensor:
     """A training objective that moves every weight: shrink one latent half, decode, match a shift."""
-    z = enc(x)
+    z = enc(x, memory_saving=memory_saving)
     c = z.shape[1] // 2
-    y = enc.inverse(torch.cat((z[:, :c], 0.9 * z[:, c:]), dim=1))
+    y = enc.inverse(torch.cat((z[:, :c], 0.9 * z[:, c:]), dim=1), memory_saving=memory_saving)
     return (y - x.roll(1, dims=-1)).square().mean() + z[:, :c].square().mean()
 
 
@@ -74,9 +73,8 @@ def worst_round_trip(cfg: EncoderConfig, dtype: torch.dtype, steps: int) -> floa
 
 
 def gradients(enc: Encoder, x: torch.Tensor, memory_saving: bool) -> dict[str, torch.Tensor]:
-    enc.memory_saving = memory_saving
     enc.zero_grad()
-    objective(enc, x).backward()
+    objective(enc, x, memory_saving).backward()
     return {n: p.grad.detach().double().clone() for n, p in enc.named_parameters()}
 
 
@@ -92,10 +90,10 @@ def max_rel_global(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 def saved_bytes(cfg: EncoderConfig, batch: int, memory_saving: bool) -> int:
     torch.manual_seed(0)
-    enc = Encoder(replace(cfg, memory_saving=memory_saving))
+    enc = Encoder(cfg)
     x = make_input(cfg, batch, torch.float32)
     with SavedTensorCounter() as counter:
-        loss = objective(enc, x)
+        loss = objective(enc, x, memory_saving)
     loss.backward()
     return counter.bytes
 
@@ -108,12 +106,12 @@ def child_peak_rss(name: str, batch: int, memory_saving: bool, threads: int) -> 
     code = (
         "import torch, sys; sys.path.insert(0, 'benchmarks');"
         f"torch.set_num_threads({threads});"
-        "from dataclasses import replace; import reversibility as r;"
-        f"cfg = replace(r.CONFIGS[{name!r}], memory_saving={memory_saving});"
+        "import reversibility as r;"
+        f"cfg = r.CONFIGS[{name!r}];"
         "enc = r.Encoder(cfg); x = r.make_input(cfg, "
         f"{batch}, torch.float32);"
         "before = r.proc_status_mb('VmRSS');"
-        "r.objective(enc, x).backward();"
+        f"r.objective(enc, x, {memory_saving}).backward();"
         "print(before, r.proc_status_mb('VmHWM'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

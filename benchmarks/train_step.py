@@ -24,7 +24,7 @@ same steps beside it (after an adaptive probe when ``--threads adaptive``), stop
 Example::
 
     python benchmarks/train_step.py --config configs/mmnist_crevnet3d.yaml --batch 8 --threads 2 \
-        --memory-saving --steps 3
+        --memory-saving encoder --steps 3
     python benchmarks/train_step.py --config configs/quickstart.yaml --threads adaptive --busy-neighbour
 """
 
@@ -47,7 +47,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from crevnet.nn import CrevNet, load_config
+from crevnet.nn import CrevNet, MemorySaving, load_config
 from crevnet.nn.conv import native_backward
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import SamplingCurriculum
@@ -121,6 +121,8 @@ def _fit_settings(path: str) -> dict[str, Any]:
         "loss": LossWeights(**(model.get("loss") or {})),
         "sampling": SamplingCurriculum(**(model.get("sampling") or {})),
         "context": model.get("context", 10),
+        "memory_saving": MemorySaving.parse(model.get("memory_saving", "off")).value,
+        "bf16": bool(model.get("bf16", False)),
     }
 
 
@@ -149,11 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="frame height = width")
     parser.add_argument(
         "--memory-saving",
-        action=argparse.BooleanOptionalAction,
+        choices=[m.value for m in MemorySaving],
         default=None,
-        help="reversible encoder backward (default: the config's value)",
+        help="what backward recomputes: off, encoder (reversible encoder/decoder), full (also the RPM); "
+        "default: the config's model.memory_saving, else off",
     )
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the predictor")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        default=None,
+        help="bf16 autocast for the predictor (default: config's)",
+    )
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     parser.add_argument(
         "--conv-backward",
@@ -163,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     fit = _fit_settings(args.config)
+    memory_saving = args.memory_saving = args.memory_saving or fit["memory_saving"]
+    bf16 = args.bf16 = bool(fit["bf16"] if args.bf16 is None else args.bf16)
     args.batch = args.batch or fit["batch"] or 8
     threads_arg = str(args.threads or fit["threads"] or 2)
     adaptive = threads_arg == "adaptive"
@@ -175,20 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     cpu = _cpu_name()
     torch.manual_seed(0)
     cfg = load_config(args.config)
-    cfg = dataclasses.replace(
-        cfg,
-        encoder=dataclasses.replace(
-            cfg.encoder,
-            memory_saving=cfg.encoder.memory_saving if args.memory_saving is None else args.memory_saving,
-        ),
-        predictor=dataclasses.replace(cfg.predictor, bf16=args.bf16 or cfg.predictor.bf16),
-    )
     model = CrevNet(cfg)
     params = sum(p.numel() for p in model.parameters())
-    # FLOPs do not depend on the backward mode; FlopCounterMode's module tracker cannot follow the
-    # memory-saving autograd.Function, so count on a plain-mode twin.
-    plain = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, memory_saving=False))
-    gmac = count_gmac(CrevNet(plain), args.frames, args.size)
+    # FLOPs do not depend on the backward mode: count them in plain mode (FlopCounterMode's module
+    # tracker cannot follow the memory-saving autograd.Functions).
+    gmac = count_gmac(model, args.frames, args.size)
     peaks = [matmul_peak_gflops()]
     conv_peak = conv_peak_gflops()
 
@@ -203,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     def step() -> float:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        pred, target = model(video, sampling_prob=sampling_prob, context=context, generator=gen)
+        pred, target = model(
+            video,
+            sampling_prob=sampling_prob,
+            context=context,
+            generator=gen,
+            memory_saving=memory_saving,
+            bf16=bf16,
+        )
         loss = prediction_loss(pred, target, fit["loss"])
         loss.backward()
         opt.step()
@@ -269,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "conv_peak_gflops": round(conv_peak, 1),
         "achieved_over_conv_peak": round(achieved / conv_peak, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "memory_saving": cfg.encoder.memory_saving,
-        "bf16": cfg.predictor.bf16,
+        "memory_saving": args.memory_saving,
+        "bf16": args.bf16,
         "conv_backward": args.conv_backward,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],

@@ -57,7 +57,6 @@ run takes about 25 seconds: that is how CI executes it.""",
     (
         "code",
         """\
-import dataclasses
 import os
 import tempfile
 import time
@@ -221,8 +220,9 @@ plt.show()""",
 ## 3. What the memory-saving backward buys
 
 Because every block's input can be recomputed from its output, the encoder does not need to keep its
-activations for the backward pass (RevNet, Gomez et al. 2017). `EncoderConfig(memory_saving=True)`
-switches to that path. It gives the same loss and the same gradients, and autograd keeps only the
+activations for the backward pass (RevNet, Gomez et al. 2017). `encoder(x, memory_saving=True)`
+takes that path (memory saving is an argument of the run, not of the model: `CrevNet.loss` takes
+`memory_saving="off" | "encoder" | "full"`, where `full` also recomputes each RPM time step). It gives the same loss and the same gradients, and autograd keeps only the
 encoder's input. `SavedTensorCounter` adds up the bytes that autograd keeps for backward inside a
 `with` block. Both encoders below have the same weights, and both see the same batch of windows.""",
     ),
@@ -232,7 +232,7 @@ encoder's input. `SavedTensorCounter` adds up the bytes that autograd keeps for 
 from crevnet.nn import EncoderConfig, SavedTensorCounter
 
 plain = crevnet.Encoder(EncoderConfig()).train()
-saving = crevnet.Encoder(dataclasses.replace(plain.config, memory_saving=True)).train()
+saving = crevnet.Encoder(plain.config).train()
 saving.load_state_dict(plain.state_dict())
 # the first two windows of each clip: (8, C, T=3, H, W)
 windows = sliding_windows(video, 3)[:, :2].flatten(0, 1).transpose(1, 2).contiguous()
@@ -241,7 +241,7 @@ saved = {}
 losses = {}
 for name, enc in (("plain", plain), ("memory_saving", saving)):
     with SavedTensorCounter() as counter:
-        loss = enc(windows).square().mean()
+        loss = enc(windows, memory_saving=name == "memory_saving").square().mean()
     loss.backward()
     saved[name] = counter.bytes
     losses[name] = loss.item()

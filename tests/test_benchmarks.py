@@ -12,10 +12,11 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY_3D = {
     "model": {
         "net": {
-            "encoder": {"stages": [1, 1, 1], "channels": [2, 8, 32], "memory_saving": True},
+            "encoder": {"stages": [1, 1, 1], "channels": [2, 8, 32]},
             "predictor": {"layers": 2},
             "window": 3,
-        }
+        },
+        "memory_saving": "encoder",  # a run option, read by train_step.py as crevnet fit would
     }
 }
 
@@ -56,7 +57,7 @@ def test_train_step_prints_the_issue_fields(tiny_config, capsys, monkeypatch, co
         "memory_saving",
     ):
         assert key in row, key
-    assert row["batch"] == 2 and row["threads"] == 1 and row["memory_saving"] is True
+    assert row["batch"] == 2 and row["threads"] == 1 and row["memory_saving"] == "encoder"
     assert row["conv_backward"] == conv_backward
     assert row["matmul_peak_runs"] == [40.0, 50.0] and row["matmul_peak_gflops"] == 50.0
     assert len(row["step_s"]) == 2
@@ -133,3 +134,35 @@ def test_train_step_adaptive_threads_probes_every_count(tiny_config, capsys, mon
     assert row["threads"] == "adaptive" and row["threads_used"] in (1, 2)
     with pytest.raises(SystemExit):
         bench.main([*argv, "--threads", "many"])
+
+
+def test_memory_prints_one_row_per_run_with_saved_bytes_and_peak_memory(tiny_config, tmp_path, capsys):
+    bench = _load("memory")
+    common = ["--config", str(tiny_config), "--threads", "1", "--size", "16"]
+    argv = ["--mode", "full", "--batch", "2", "--frames", "6", "--steps", "1", "--note", "smoke"]
+    assert bench.main([*common, *argv]) == 0  # one run, in a fresh process
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    for key in ("mode", "batch", "frames", "saved_mb_per_sample", "peak_rss_mb", "step_s"):
+        assert key in row, key
+    assert (row["mode"], row["batch"], row["frames"], row["note"]) == ("full", 2, 6, "smoke")
+    assert row["peak_rss_mb"] > row["rss_before_mb"] > 0 and row["step_s"] > 0
+
+
+def test_memory_sweep_covers_frames_and_depth_and_plots(tiny_config, tmp_path, capsys):
+    bench = _load("memory")
+    png = tmp_path / "memory.png"
+    argv = ["--config", str(tiny_config), "--threads", "1", "--size", "16", "--steps", "0", "--sweep"]
+    argv += ["--same-process", "--modes", "encoder", "full", "--batches", "1", "--frames-list", "4", "6"]
+    argv += ["--layers-list", "1", "2", "--stage-scales", "1", "2", "--ref-batch", "1", "--ref-frames", "6"]
+    assert bench.main([*argv, "--plot", str(png)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 2 * (2 + 2 + 1)  # per mode: 2 frame counts, 2 RPM depths, 1 deeper encoder
+    saved = {
+        (r["mode"], r["frames"], r["predictor_layers"], r["encoder_blocks"]): r["saved_mb_per_sample"]
+        for r in rows
+    }
+    for frames in (4, 6):
+        assert saved["full", frames, 2, 3] < 0.5 * saved["encoder", frames, 2, 3]
+    assert saved["full", 6, 2, 6] == saved["full", 6, 2, 3]  # flat in the encoder's depth
+    assert all(r["step_s"] is None for r in rows)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,7 +26,7 @@ Not supported: double backward (``create_graph=True``), steps whose output depen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from enum import Enum
 from typing import Any
@@ -323,20 +323,26 @@ class SavedTensorCounter:
     """Count the bytes autograd saves for backward inside a ``with`` block, each storage once.
 
     Uses :func:`torch.autograd.graph.saved_tensors_hooks`; parameters saved by an op count too (they
-    are the same in both modes). Example::
+    are the same in both modes) unless passed as ``exclude``. Example::
 
-        with SavedTensorCounter() as counter:
+        with SavedTensorCounter(exclude=model.parameters()) as counter:
             loss = model(x).square().mean()
         print(counter.bytes)
+
+    Args:
+        exclude: tensors whose storages are not counted (e.g. the model's parameters, which exist
+            whatever autograd keeps).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         self._storages: dict[int, int] = {}
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        self._storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in self._excluded:
+            self._storages[storage.data_ptr()] = storage.nbytes()
         return t
 
     @staticmethod

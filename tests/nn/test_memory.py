@@ -224,3 +224,14 @@ def test_recomputed_runs_plainly_without_grad():
     with torch.no_grad():
         (y,) = recomputed(lambda x: [module(x)], [torch.randn(2, 3)], module)
     assert y.grad_fn is None
+
+
+def test_counter_can_leave_parameters_out():
+    conv = nn.Conv2d(2, 3, 3)
+    x = torch.randn(1, 2, 5, 5, requires_grad=True)
+    with SavedTensorCounter() as everything:
+        conv(x)
+    with SavedTensorCounter(exclude=conv.parameters()) as activations:
+        conv(x)
+    assert activations.bytes == x.numel() * 4  # the input, not the weight
+    assert everything.bytes == activations.bytes + conv.weight.numel() * 4
