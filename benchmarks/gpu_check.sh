@@ -3,7 +3,9 @@
 #   1. the paper's 3-D config at batch 16: training step time, sequences/s, torch.cuda.max_memory_allocated
 #      per sample with and without memory saving (the paper claims 224 MB/sample), inference frames/s
 #      (OpenSTL measured 10 for CrevNet on a V100); the same with bf16 autocast;
-#   2. if time is left, a short training run of the paper config (max 3 minutes) and its evaluation.
+#   2. benchmarks/memory.py per memory-saving mode (off, encoder, full): saved MB per sample and
+#      torch.cuda.max_memory_allocated at batch 8 and 16, 20 and 40 frames, each run in a fresh process;
+#   3. if time is left, a short training run of the paper config (max 3 minutes) and its evaluation.
 # Usage:  bash benchmarks/gpu_check.sh            (on the GPU machine; writes under $OUT or ./gpu_check)
 #         GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh   (tiny shapes on the CPU: tests the script itself)
 set -euo pipefail
@@ -18,12 +20,14 @@ if ! python -c "import crevnet" 2>/dev/null; then
 fi
 if [[ "${GPU_CHECK_CPU:-0}" == 1 ]]; then
   device=cpu; bench=(--batch 2 --size 16 --steps 1 --warmup 1 --threads 2)
+  mem=(--size 16 --steps 1 --threads 2 --batches 2 --frames-list 6)
   fit=(--trainer.accelerator cpu --trainer.max_steps 2 --trainer.val_check_interval 1 --trainer.limit_val_batches 1
        --data.batch_size 2 --data.num_workers 0 --data.num_frames 8 --data.train_size 4 --data.val_size 2 --data.test_size 2
        --model.context 4)
   eval_limit=2
 else
   device=cuda; bench=(--batch 16 --steps 5 --warmup 2)
+  mem=(--steps 3 --batches 8 16 --frames-list 20 40)
   fit=(--trainer.accelerator gpu --trainer.devices 1 --trainer.max_time 00:00:03:00 --trainer.val_check_interval 200
        --data.num_workers 8)
   eval_limit=1000
@@ -37,6 +41,9 @@ timeout 240 python benchmarks/device_bench.py --config configs/mmnist_crevnet3d.
   | tee "$out/bench_fp32.jsonl"
 timeout 120 python benchmarks/device_bench.py --config configs/mmnist_crevnet3d.yaml --device "$device" "${bench[@]}" --bf16 \
   | tee "$out/bench_bf16.jsonl" || echo "bf16 run failed or timed out" | tee -a "$out/env.txt"
+timeout 200 python benchmarks/memory.py --config configs/mmnist_crevnet3d.yaml --device "$device" --sweep \
+  --layers-list --stage-scales "${mem[@]}" --plot "$out/memory.png" \
+  | tee "$out/memory.jsonl" || echo "memory sweep failed or timed out" | tee -a "$out/env.txt"
 # The paper config's end-of-fit report scores 10,000 sequences; the check scores $eval_limit.
 python - "$out/fit_config.yaml" "$eval_limit" <<'PY'
 import sys, yaml

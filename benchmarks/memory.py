@@ -235,8 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
     parser.add_argument("--batches", nargs="+", type=int, default=list(SWEEP_BATCHES))
     parser.add_argument("--frames-list", nargs="+", type=int, default=list(SWEEP_FRAMES))
-    parser.add_argument("--layers-list", nargs="+", type=int, default=list(SWEEP_LAYERS))
-    parser.add_argument("--stage-scales", nargs="+", type=int, default=list(SWEEP_STAGE_SCALES))
+    parser.add_argument("--layers-list", nargs="*", type=int, default=list(SWEEP_LAYERS))
+    parser.add_argument("--stage-scales", nargs="*", type=int, default=list(SWEEP_STAGE_SCALES))
     parser.add_argument("--ref-batch", type=int, default=8, help="batch of the sweep's depth runs")
     parser.add_argument("--ref-frames", type=int, default=20, help="frames of the sweep's depth runs")
     parser.add_argument(

@@ -166,3 +166,55 @@ def test_memory_sweep_covers_frames_and_depth_and_plots(tiny_config, tmp_path, c
     assert saved["full", 6, 2, 6] == saved["full", 6, 2, 3]  # flat in the encoder's depth
     assert all(r["step_s"] is None for r in rows)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+FAKE_MODULES = """
+import torch
+from torch import nn
+
+
+class zig_rev_predictor(nn.Module):
+    def __init__(self, *args):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+
+class autoencoder(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+"""
+
+FAKE_MODEL = """
+import torch
+from torch import nn
+
+from openstl.modules import autoencoder, zig_rev_predictor
+
+
+class CrevNet_Model(nn.Module):
+    def __init__(self, in_shape, rnn_size, batch_size, predictor_rnn_layers, pre_seq_length,
+                 aft_seq_length, n_eval):
+        super().__init__()
+        self.frame_predictor = zig_rev_predictor(rnn_size, batch_size)
+        self.encoder = autoencoder(in_shape=in_shape)
+
+    def forward(self, x, training=True):
+        zero = torch.zeros(1).cuda()  # the released code's habit: a no-op on the CPU here
+        return ((x * self.encoder.w * self.frame_predictor.w) ** 2).mean() + zero.sum()
+"""
+
+
+def test_released_compare_alternates_fresh_runs_and_sums_up(tmp_path, capsys):
+    # A stand-in for the released files (they are never part of the repository): the plumbing only.
+    (tmp_path / "crevnet_modules.py").write_text(FAKE_MODULES)
+    (tmp_path / "crevnet_model.py").write_text(FAKE_MODEL)
+    bench = _load("released_compare")
+    argv = ["--released", str(tmp_path), "--variants", "released", "full", "--rounds", "1", "--steps", "1"]
+    assert bench.main([*argv, "--batch", "1", "--size", "16", "--threads", "1", "--device", "cpu"]) == 0
+    *rows, summary = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["variant"] for r in rows] == ["released", "full"]
+    assert rows[0]["params"] == 2 and rows[1]["params"] == 4_997_444
+    assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    assert summary["ratio_to_released"]["released"] == 1.0
+    assert summary["summary_step_s"]["full"] == rows[1]["step_s"]
