@@ -269,12 +269,12 @@ class _Recomputed(torch.autograd.Function):
         replay_autocast = (
             torch.autocast(ctx.device_type, dtype=state[1], enabled=state[0]) if state else nullcontext()
         )
-        # The step gets views, not the leaves: module hooks (FlopCounterMode's tracker) cannot register
-        # on a leaf while autograd.grad runs.
         # The buffers (BatchNorm running statistics) are restored only after autograd.grad: the
         # recomputed batch_norm saved them for its backward, and restoring them is an in-place write.
         with frozen_buffers(ctx.module):
             with torch.enable_grad(), replay_autocast:
+                # views, not the leaves: module hooks (FlopCounterMode's tracker) cannot register on
+                # a leaf while autograd.grad runs
                 outs = ctx.fn(*_place([t.view_as(t) for t in leaves], ctx.layout.inputs))
             outs = [o for o in outs if o is not None]
             pairs = [(o, g) for o, g in zip(outs, grads, strict=True) if g is not None and o.requires_grad]
