@@ -222,9 +222,10 @@ plt.show()""",
 Because every block's input can be recomputed from its output, the encoder does not need to keep its
 activations for the backward pass (RevNet, Gomez et al. 2017). `encoder(x, memory_saving=True)`
 takes that path (memory saving is an argument of the run, not of the model: `CrevNet.loss` takes
-`memory_saving="off" | "encoder" | "full"`, where `full` also recomputes each RPM time step). It gives the same loss and the same gradients, and autograd keeps only the
-encoder's input. `SavedTensorCounter` adds up the bytes that autograd keeps for backward inside a
-`with` block. Both encoders below have the same weights, and both see the same batch of windows.""",
+`memory_saving="off" | "encoder" | "full"`, where `full` also recomputes each RPM time step). It
+gives the same loss and the same gradients, and autograd keeps only the encoder's input.
+`SavedTensorCounter` adds up the bytes that autograd keeps for backward inside a `with` block. Both
+encoders below have the same weights, and both see the same batch of windows.""",
     ),
     (
         "code",
