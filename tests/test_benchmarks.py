@@ -120,7 +120,7 @@ def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys
     assert row["loss"] == {"mse": 1.0, "l1": 0.5, "ssim": 0.0}
     assert row["samples_per_s"] == pytest.approx(3 / row["step_s_median"], rel=0.02)
     assert row["busy_samples_per_s"] > 0 and row["busy_threads"] == 1 and started == [1]
-    assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=1e-3)
+    assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=2e-3)  # both rounded
 
 
 def test_train_step_adaptive_threads_probes_every_count(tiny_config, capsys, monkeypatch):
