@@ -17,6 +17,7 @@ from crevnet.nn.predictor import (
     TwoConvGate,
 )
 from crevnet.nn.reshape import SpaceToDepth, depth_to_space, space_to_depth
+from crevnet.nn.stream import FrameStream, StreamGraphs
 
 __all__ = [
     "AdditiveCoupling",
@@ -29,6 +30,7 @@ __all__ = [
     "CrevNetConfig",
     "Encoder",
     "EncoderConfig",
+    "FrameStream",
     "IRevNetBlock",
     "LSTMState",
     "MemorySaving",
@@ -41,6 +43,7 @@ __all__ = [
     "SavedTensorCounter",
     "SpaceToDepth",
     "SpatioTemporalLSTMCell",
+    "StreamGraphs",
     "TwoConvGate",
     "depth_to_space",
     "load_config",
