@@ -14,14 +14,15 @@ from crevnet.errors import CrevnetError
 
 __all__ = ["main", "run_tool"]
 
-USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict} ...
+USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export} ...
 
   fit        train a model (LightningCLI; e.g. crevnet fit --config configs/quickstart.yaml)
   validate   run the validation loop of a config/checkpoint
   test       run the test loop of a config/checkpoint
   data       fetch/check MNIST, write a surrogate Moving MNIST test set
   evaluate   metrics, baselines and a report for a checkpoint
-  predict    predict future frames of any clip
+  predict    predict future frames of any clip (--stream: a video or camera, frame by frame)
+  export     write the encoder, decoder and RPM step as ONNX or TorchScript graphs
 """
 
 
@@ -58,6 +59,12 @@ def _predict(argv: list[str]) -> int:
     return predict_main(argv)
 
 
+def _export(argv: list[str]) -> int:
+    from crevnet.export import main as export_main
+
+    return export_main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crevnet`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command in ("fit", "validate", "test"):
         return run_tool(_lightning, args)
-    tools = {"data": _data, "evaluate": _evaluate, "predict": _predict}
+    tools = {"data": _data, "evaluate": _evaluate, "predict": _predict, "export": _export}
     if command not in tools:
         print(f"crevnet: error: unknown command {command!r}; see 'crevnet --help'", file=sys.stderr)
         return 2

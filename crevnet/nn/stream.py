@@ -151,6 +151,7 @@ class StreamGraphs(NamedTuple):
         state_size: number of tensors in the flattened RPM state.
         channels: frame channels the model takes.
         downsample: the encoder's total downsampling (H and W must divide by it).
+        frame_size: the only (H, W) the graphs take (exported graphs), or None for any.
     """
 
     encode: Graph
@@ -160,6 +161,7 @@ class StreamGraphs(NamedTuple):
     state_size: int
     channels: int
     downsample: int
+    frame_size: tuple[int, int] | None = None
 
     @classmethod
     def from_model(cls, model: CrevNet) -> StreamGraphs:
@@ -219,6 +221,9 @@ def _check_frames(graphs: StreamGraphs, state: StreamState | None, frames: torch
                 f"stream: frame height and width must be multiples of {d} (the encoder's total "
                 f"downsampling), got {h}×{w}"
             )
+        if graphs.frame_size is not None and (h, w) != tuple(graphs.frame_size):
+            fh, fw = graphs.frame_size
+            raise ValueError(f"stream: these graphs take {fh}×{fw} frames (H×W), got {h}×{w}")
         return frames
     rb, _, rc, rh, rw = state.recent.shape
     if (b, c, h, w) != (rb, rc, rh, rw):
