@@ -3,6 +3,8 @@
 #   1. the paper's 3-D config at batch 16: training step time, sequences/s, torch.cuda.max_memory_allocated
 #      per sample with and without memory saving (the paper claims 224 MB/sample), inference frames/s
 #      (OpenSTL measured 10 for CrevNet on a V100); the same with bf16 autocast;
+#   1b. streaming inference (benchmarks/inference.py): predicted frames/s and p95 latency per new frame of the
+#      paper model at batch 1 and 16, eager and torch.compile, on the device;
 #   2. benchmarks/memory.py per memory-saving mode (off, encoder, full): saved MB per sample and
 #      torch.cuda.max_memory_allocated at batch 8 and 16, 20 and 40 frames, each run in a fresh process;
 #   3. if time is left, a short training run of the paper config (max 3 minutes) and its evaluation.
@@ -25,12 +27,14 @@ if [[ "${GPU_CHECK_CPU:-0}" == 1 ]]; then
        --data.batch_size 2 --data.num_workers 0 --data.num_frames 8 --data.train_size 4 --data.val_size 2 --data.test_size 2
        --model.context 4)
   eval_limit=2
+  infer=(--device cpu --size 16 --frames 3 --warmup 1 --threads 2); infer_batches=(2); infer_backends=(eager)
 else
   device=cuda; bench=(--batch 16 --steps 5 --warmup 2)
   mem=(--steps 3 --batches 8 16 --frames-list 20 40)
   fit=(--trainer.accelerator gpu --trainer.devices 1 --trainer.max_time 00:00:03:00 --trainer.val_check_interval 200
        --data.num_workers 8)
   eval_limit=1000
+  infer=(--device cuda --frames 100 --warmup 20); infer_batches=(1 16); infer_backends=(eager compiled)
 fi
 {
   date -u +%Y-%m-%dT%H:%M:%SZ
@@ -44,6 +48,11 @@ timeout 120 python benchmarks/device_bench.py --config configs/mmnist_crevnet3d.
 timeout 200 python benchmarks/memory.py --config configs/mmnist_crevnet3d.yaml --device "$device" --sweep \
   --layers-list --stage-scales "${mem[@]}" --plot "$out/memory.png" \
   | tee "$out/memory.jsonl" || echo "memory sweep failed or timed out" | tee -a "$out/env.txt"
+for b in "${infer_batches[@]}"; do
+  timeout 150 python benchmarks/inference.py --config configs/mmnist_crevnet3d.yaml --batch "$b" "${infer[@]}" \
+    --backend "${infer_backends[@]}" | tee -a "$out/inference.jsonl" \
+    || echo "inference benchmark (batch $b) failed or timed out" | tee -a "$out/env.txt"
+done
 # The paper config's end-of-fit report scores 10,000 sequences; the check scores $eval_limit.
 python - "$out/fit_config.yaml" "$eval_limit" <<'PY'
 import sys, yaml

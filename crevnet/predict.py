@@ -319,12 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-context", action="store_true", help="put the observed frames first")
     parser.add_argument("--fps", type=float, default=4, help="frame rate of .gif / .mp4 (default 4)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read --input (a video, a folder of images or a camera index) frame by frame and write, as "
+        "they come, each frame beside the --horizon frames predicted after it (.mp4, .avi or .gif); "
+        "latency on stderr",
+    )
+    parser.add_argument("--max-frames", type=int, default=None, help="--stream: stop after this many frames")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crevnet predict``; returns the exit status (errors are raised for the dispatcher)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.stream:
+        from crevnet.predict_stream import main as stream_main
+
+        return stream_main(args)
     out = Path(args.out)
     _check_output(out)  # before the slow parts
     size = parse_size(args.size)

@@ -218,3 +218,29 @@ def test_released_compare_alternates_fresh_runs_and_sums_up(tmp_path, capsys):
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     assert summary["ratio_to_released"]["released"] == 1.0
     assert summary["summary_step_s"]["full"] == rows[1]["step_s"]
+
+
+@pytest.mark.parametrize(
+    "backends",
+    [["eager", "predict"], pytest.param(["onnxruntime"], marks=pytest.mark.slow)],
+)
+def test_inference_prints_the_issue_fields(tiny_config, capsys, backends):
+    if "onnxruntime" in backends:
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    bench = _load("inference")
+    argv = ["--config", str(tiny_config), "--batch", "2", "--threads", "1", "--size", "16"]
+    assert (
+        bench.main([*argv, "--frames", "4", "--warmup", "1", "--horizon", "3", "--backend", *backends]) == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["backend"] for r in rows] == backends
+    for row in rows:
+        for key in ("config", "batch", "threads", "backend", "frames_per_s", "p95_ms", "p50_ms", "horizon"):
+            assert key in row, key
+        assert row["batch"] == 2 and row["threads"] == 1 and row["horizon"] == 3
+        assert row["frames_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
+        # 2 streams × 3 predicted frames per new frame: frames/s and the median latency agree roughly
+        assert row["frames_per_s"] == pytest.approx(6000 / row["p50_ms"], rel=0.9)
+    if "eager" in backends:
+        assert rows[0]["push_ms_median"] > 0 and rows[0]["forecast_ms_median"] > 0
