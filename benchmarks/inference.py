@@ -40,13 +40,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compiled(model: CrevNet) -> StreamGraphs:
+def _compiled(model: CrevNet, batch: int, size: int, device: torch.device) -> StreamGraphs:
+    # torch.export first: it traces each graph whole (torch.compile alone breaks the graph at every conv
+    # on the context-variable switch of crevnet.nn.conv and recompiles per conv shape).
     graphs = StreamGraphs.from_model(model)
-    return graphs._replace(
-        encode=torch.compile(graphs.encode, dynamic=False),
-        decode=torch.compile(graphs.decode, dynamic=False),
-        step=torch.compile(graphs.step, dynamic=False),
-    )
+    c, w = model.config.encoder.in_channels, model.config.window
+    with torch.no_grad():
+        window = torch.rand(batch, w, c, size, size, device=device)
+        latent = graphs.encode(window)
+        state = tuple(
+            latent.new_zeros(batch, latent.shape[1] // 2, *latent.shape[2:]) for _ in range(graphs.state_size)
+        )
+        compiled = [
+            torch.compile(torch.export.export(module, args).module(), dynamic=False)
+            for module, args in (
+                (graphs.encode, (window,)),
+                (graphs.decode, (latent,)),
+                (graphs.step, (latent, *state)),
+            )
+        ]
+    return graphs._replace(encode=compiled[0], decode=compiled[1], step=compiled[2])
 
 
 def _onnxruntime(model: CrevNet, size: int, threads: int, device: torch.device) -> StreamGraphs:
@@ -80,7 +93,7 @@ def _stepper(backend: str, model: CrevNet, args: argparse.Namespace, device: tor
         return predict_step, args.context
     graphs = {
         "eager": lambda: StreamGraphs.from_model(model),
-        "compiled": lambda: _compiled(model),
+        "compiled": lambda: _compiled(model, args.batch, args.size, device),
         "onnxruntime": lambda: _onnxruntime(model, args.size, args.threads, device),
     }[backend]()
     stream = FrameStream(graphs)

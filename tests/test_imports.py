@@ -5,10 +5,12 @@ import sys
 
 import pytest
 
-HEAVY = ("lightning", "pytorch_lightning", "wandb", "cv2")
+HEAVY = ("lightning", "pytorch_lightning", "wandb", "cv2", "onnx", "onnxruntime", "onnxscript")
 
 
-@pytest.mark.parametrize("module", ["crevnet", "crevnet.nn", "crevnet.testing"])
+@pytest.mark.parametrize(
+    "module", ["crevnet", "crevnet.nn", "crevnet.testing", "crevnet.export", "crevnet.exported"]
+)
 def test_core_imports_stay_light(module):
     code = (
         f"import sys, {module}; import crevnet; crevnet.Encoder; "

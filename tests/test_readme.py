@@ -16,5 +16,5 @@ def test_readme_python_example_runs(monkeypatch):
 
 def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
-    command = 'pip install torch==2.13.0 && pip install -e ".[dev]" && python -m pytest'
+    command = 'pip install torch==2.13.0 && pip install -e ".[dev,export]" && python -m pytest'
     assert command in README.read_text() and command in ci
