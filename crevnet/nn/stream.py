@@ -279,9 +279,8 @@ def advance(graphs: StreamGraphs, state: StreamState | None, frames: torch.Tenso
         for j in range(n_windows):
             latent, *rest = graphs.step(z[j], *rpm)
             rpm = tuple(rest)
-    recent = buf[:, -w:]
-    if state is None:
-        recent = recent.clone()  # the caller may reuse its frame buffer
+    # A copy: the caller may reuse its frame buffer, and a view would keep all of ``buf`` alive.
+    recent = buf[:, -w:].clone()
     return StreamState(recent, latent, rpm, (0 if state is None else state.seen) + n_new)
 
 
