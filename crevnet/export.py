@@ -112,7 +112,7 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
     dynamic: dict[str, Any] = {first_arg: {0: batch}}
     if rest:
         dynamic["state"] = tuple({0: batch} for _ in rest)
-    with atomic_path(path) as tmp, _quiet():
+    with atomic_path(path) as tmp, _quiet(), torch.no_grad():  # no autograd functions in the graph
         try:
             torch.onnx.export(
                 module,
