@@ -40,7 +40,6 @@ STREAM_SUFFIXES = (".mp4", ".avi", ".gif")
 """Outputs ``crevnet predict --stream`` writes."""
 
 _CAPTURE_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
-_VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 _GAP = 2  # pixels between the panels of an output frame
 
 
@@ -200,10 +199,11 @@ class _VideoSink:
     def write(self, frame: torch.Tensor) -> None:
         import cv2
 
-        image = np.rint(frame.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.shape[2] == 1 else cv2.COLOR_RGB2BGR)
+        from crevnet.data.video import _FOURCC, _to_bgr, _to_uint8  # the clip writers' own conversions
+
+        image = _to_bgr(_to_uint8(frame[None], str(self.path))[0])  # (H, W, 3) BGR uint8
         if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*_VIDEO_FOURCC[self.path.suffix.lower()])
+            fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
             height, width = image.shape[:2]
             self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (width, height))
             if not self.writer.isOpened():
