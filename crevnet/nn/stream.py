@@ -9,9 +9,9 @@ together with the recurrent state the previous step returned. The stream keeps o
 - the RPM's output latent after the newest window (the encoded prediction of the next window), and
 - the RPM's state, flattened into a fixed tuple of tensors,
 
-so a new frame costs one encode and one RPM step whatever the length of the stream. A forecast decodes
-that latent and rolls the model out on its own predictions from a *copy* of the state (tensors are never
-changed in place), so the next real frame continues exactly as if no forecast had been asked for.
+so a new frame costs one encode and one RPM step whatever the length of the stream. A forecast rolls the
+model out on its own predictions from that latent and a *copy* of the state (tensors are never changed
+in place), so the next real frame continues exactly as if no forecast had been asked for.
 Streaming equals :meth:`CrevNet.predict` on the same frames to float round-off (tested in 2-D and 3-D).
 
 The stream runs three computations, :class:`StreamGraphs`: encode one window, decode one latent, and one
@@ -287,9 +287,11 @@ def advance(graphs: StreamGraphs, state: StreamState | None, frames: torch.Tenso
 def forecast(graphs: StreamGraphs, state: StreamState, horizon: int) -> torch.Tensor:
     """Predict the next ``horizon`` frames of every stream without changing ``state``.
 
-    The rollout is :meth:`CrevNet.predict`'s: decode the predicted window, keep its newest slot,
-    overwrite the slots that hold already observed frames with those frames, encode it and step the
-    RPM, from the state after the newest real frame.
+    The rollout is :meth:`CrevNet.predict`'s, from the state after the newest real frame: while a
+    predicted window still has slots that hold observed frames (3-D windows, the first ``window - 1``
+    steps), it is decoded, those slots are overwritten with the observed frames and it is encoded
+    again; after that each predicted latent is fed back as it is (the encoder is a bijection). All
+    predicted windows are decoded in one batch at the end and their newest slots returned.
 
     Args:
         graphs: the stream's computations.
@@ -313,19 +315,21 @@ def forecast(graphs: StreamGraphs, state: StreamState, horizon: int) -> torch.Te
             f"stream: a forecast needs at least {graphs.window} frame(s) (one window), {seen} received"
         )
     w = graphs.window
-    latent, rpm = state.latent, state.rpm
-    frames: list[torch.Tensor] = []
-    for k in range(horizon):
-        pred = graphs.decode(latent)  # frames t-w+2+k .. t+1+k, (B, W, C, H, W)
-        frames.append(pred[:, -1])
-        if k == horizon - 1:
-            break
-        known = max(w - 1 - k, 0)  # leading slots that hold observed frames
+    b = state.latent.shape[0]
+    rpm = state.rpm
+    outs = [state.latent]
+    for k in range(1, horizon):
+        known = max(w - k, 0)  # leading slots of the next input that hold observed frames
         if known:
-            pred = torch.cat((state.recent[:, w - known :], pred[:, known:]), 1)
-        latent, *rest = graphs.step(graphs.encode(pred), *rpm)
+            pred = graphs.decode(outs[-1])  # (B, W, C, H, W)
+            z_in = graphs.encode(torch.cat((state.recent[:, w - known :], pred[:, known:]), 1))
+        else:
+            z_in = outs[-1]  # encode(decode(z)) = z: the encoder is a bijection
+        latent, *rest = graphs.step(z_in, *rpm)
         rpm = tuple(rest)
-    return torch.stack(frames, 1)
+        outs.append(latent)
+    frames = graphs.decode(torch.cat(outs, 0))[:, -1]  # newest slot of each window, (horizon·B, C, H, W)
+    return frames.unflatten(0, (horizon, b)).transpose(0, 1)  # (B, horizon, C, H, W)
 
 
 class FrameStream:
