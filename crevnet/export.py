@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a checkpoint's encoder, decoder (inverse) and one RPM step as separate ONNX or "
         "TorchScript graphs, with manifest.json and README.md describing their inputs and outputs.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt)")
+    parser.add_argument(
+        "--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name"
+    )
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="onnx or torchscript")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
