@@ -408,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
+        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
     )
     parser.add_argument(
         "--test-set",
@@ -438,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher)."""
     from crevnet.bundled import WEIGHTS_DIR
     from crevnet.checkpoint import load_model
+    from crevnet.io.runs import resolve_checkpoint
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.limit is not None and args.limit < 1:
@@ -445,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.samples < 0:
         raise DataError(f"--samples {args.samples}: expected 0 or more")
     device = resolve_device(args.device)
-    loaded = load_model(args.ckpt, map_location=device)
+    ckpt = resolve_checkpoint(args.ckpt)
+    loaded = load_model(ckpt, map_location=device)
     spec = args.test_set
     if spec == "auto":
         spec = "standard" if find_standard_file(args.data_dir) is not None else "surrogate"
@@ -461,7 +464,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = evaluate_model(
         loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress
     )
-    ckpt = Path(loaded.meta["path"])
     results = {"checkpoint": str(ckpt.resolve()), **results}
     # a bundled model lives inside the package: its report goes to the working folder
     default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent

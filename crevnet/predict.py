@@ -302,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
+        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
     )
     parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
     parser.add_argument("--horizon", type=int, default=10, help="number of frames to predict (default 10)")
