@@ -150,6 +150,12 @@ def _prepare(dest: Path) -> None:
     remove_stale_temps(dest.parent)
 
 
+def _discard(tmp: Path) -> None:
+    # Our temporary file, if it is still there (a read-only folder refuses even its removal).
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
 def _fsync_folder(folder: Path) -> None:
     # Makes the rename durable; not every platform / file system allows opening a folder.
     with contextlib.suppress(OSError):
@@ -228,7 +234,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[io.RawIOBase]:
     finally:
         if handle is not None:
             handle.close()
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
@@ -258,13 +264,16 @@ def atomic_path(
     tmp = _temp_name(dest)
     try:
         try:
+            # Create the file here, so an unwritable folder is reported with its reason (OpenCV would
+            # only say that it could not open the file).
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
             yield tmp
             size = tmp.stat().st_size if tmp.exists() else 0
             problem = "nothing was written" if size == 0 else verify(tmp) if verify else None
             if problem is not None:
                 free = free_bytes(dest.parent)
                 if free is not None and free < (1 << 20):
-                    problem += f"; the disk is full ({free} bytes free): free some space or write elsewhere"
+                    problem += f"; disk full ({free} bytes free): free some space or write elsewhere"
                 raise OutputError(f"cannot write {dest}: {problem}; {dest} was left as it was")
             mask = os.umask(0)
             os.umask(mask)
@@ -279,7 +288,7 @@ def atomic_path(
             raise _fail(dest, err) from err
         _fsync_folder(dest.parent)
     finally:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
 
 
 @contextlib.contextmanager
@@ -311,7 +320,11 @@ def atomic_folder(
             f"cannot write the folder {dest}: it exists and holds files that are not an earlier output "
             "of this command; give a new or empty folder"
         )
-    _prepare(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _fail(dest, err) from err
+    remove_stale_temps(dest.parent)
     tmp = _temp_name(dest, "")
     old = _temp_name(dest, "")
     try:

@@ -73,7 +73,7 @@ class SampleLogger(L.Callback):
     ) -> Path:
         """Predict ``clips`` and write the PNG (and GIF); returns the PNG's path."""
         from crevnet.data.video import write_contact_sheet, write_gif
-        from crevnet.train.report import prediction_grid
+        from crevnet.report import prediction_grid
 
         was_training = pl_module.training
         pl_module.eval()
@@ -110,8 +110,10 @@ class WallClockLog(L.Callback):
 class FitReport(L.Callback):
     """At the end of ``fit``: evaluate on a test set next to the baselines and write the report.
 
-    Calls :func:`crevnet.train.report.write_report` on rank 0 and writes ``metrics.json``,
-    ``prediction.gif`` and ``prediction.png`` into ``out_dir`` (default: ``<run dir>/report``).
+    Calls :func:`crevnet.train.report.report_model` on rank 0, which writes the same report folder as
+    ``crevnet evaluate`` (``metrics.json``, ``report.md`` with a verdict weighing every metric,
+    ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``, ``samples/``) into ``out_dir``
+    (default: ``<run dir>/report``), whole or not at all.
 
     Args:
         test_set: "surrogate", "standard" or a path to a (T, N, H, W) uint8 ``.npy``.
@@ -140,7 +142,8 @@ class FitReport(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate the final weights and write the report; print where it went."""
-        from crevnet.train.report import write_report
+        from crevnet.report import verdict
+        from crevnet.train.report import report_model
 
         if trainer.interrupted:
             return
@@ -148,7 +151,7 @@ class FitReport(L.Callback):
         data_dir = self.data_dir or getattr(trainer.datamodule, "data_dir", None)
         fit_seconds = pl_module.train_seconds() if hasattr(pl_module, "train_seconds") else None
         start = time.monotonic()
-        self.report = write_report(
+        self.report = report_model(
             pl_module.net,
             out,
             test_set=self.test_set,
@@ -171,6 +174,7 @@ class FitReport(L.Callback):
             f"{self.report['mse_vs_zeros']:.3f} × zeros), SSIM {model['ssim']:.3f} "
             f"(zeros {zeros['ssim']:.3f}, copy-last {last['ssim']:.3f})"
         )
+        print("crevnet: " + " ".join(verdict(self.report)))
         for logger in trainer.loggers:
             logger.log_metrics(
                 {
