@@ -148,7 +148,7 @@ def prepare_clip(
         raise DataError(f"{name}: {where}; expected finite values in [0, 1] (or uint8 0..255)")
     if frames.min() < 0 or frames.max() > 1:
         low, high = float(frames.min()), float(frames.max())
-        raise DataError(f"{name}: values in [{low:.4g}, {high:.4g}]; expected [0, 1] (or uint8 0..255)")
+        raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
     notes: list[str] = list(read_notes)
     target = _target_size(size, h, w, factor)
     if target != (h, w):
