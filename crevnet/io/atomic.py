@@ -62,7 +62,7 @@ _REASONS: dict[int, tuple[str, str]] = {
     errno.EISDIR: ("is a directory", "give a file name, not a folder"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),
     errno.EEXIST: ("exists", "choose another name or remove it first"),
-    errno.ENOENT: ("its folder does not exist", "check the path"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
     errno.EFBIG: ("file too large for this file system", "write to another file system"),
     errno.ENAMETOOLONG: ("file name too long", "choose a shorter name"),
 }

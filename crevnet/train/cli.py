@@ -32,7 +32,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,14 +136,8 @@ class CrevNetCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse; a bad argument or config key raises :class:`ConfigError` (one line, close matches)."""
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(captured):
-                super().parse_arguments(parser, args)
-        except SystemExit as exit_:
-            if not exit_.code:  # --help, --print_config: their output went to stdout
-                raise
-            raise ConfigError(self._explain(captured.getvalue())) from None
+        with _one_line_errors(self._explain):
+            super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         _apply_root_dir(self.config[subcommand] if subcommand else self.config)
 
@@ -160,14 +154,17 @@ class CrevNetCLI(LightningCLI):
         hints = []
         for key in unknown:
             parent = key.rpartition(".")[0]
-            siblings = [k for k in keys if k.rpartition(".")[0] == parent] or keys
-            close = difflib.get_close_matches(key, siblings, n=2, cutoff=0.6)
+            leaves = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == parent}
+            close = [
+                leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], leaves, n=2, cutoff=0.6)
+            ]
+            close = close or difflib.get_close_matches(key, keys, n=2, cutoff=0.8)
             if close:
                 hints.append(f"did you mean {' or '.join(f'`{c}`' for c in close)} instead of `{key}`?")
         subcommand = next((a for a in self._argv if a in self.subcommands()), "")
         command = f"crevnet {subcommand}".strip()
         hint = f" ({'; '.join(hints)})" if hints else ""
-        return f"{command}: {message}{hint}; see '{command} --help'"
+        return f"{subcommand or 'crevnet'}: {message}{hint}; see '{command} --help'"
 
     def _known_keys(self) -> list[str]:
         parsers = list(getattr(self, "_subcommand_parsers", {}).values()) or [self.parser]
@@ -199,10 +196,19 @@ class CrevNetCLI(LightningCLI):
         net = config.model.net
         net = net.as_dict() if hasattr(net, "as_dict") else dataclasses.asdict(net)
         check_compatible(checkpoint, net, str(path))
+        # As Lightning does, the checkpoint's module arguments become the config's, from the dict read
+        # once above (Lightning's own version would torch.load the file a second time).
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if hparams:
+            if "_class_path" in hparams:
+                hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+            with _one_line_errors(self._explain):
+                self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            config = self.config[subcommand]
         config.ckpt_path = str(path)
         if spec == "last" and subcommand == "fit":
             self._resume_in(config, path.parent.parent, int(checkpoint.get("global_step") or 0))
-        super()._parse_ckpt_path()
 
     def _resume_in(self, config: Any, run: Path, step: int) -> None:
         # The resumed run logs into its own folder; CSVLogger would delete its metrics.csv, so the rows
@@ -271,6 +277,19 @@ class CrevNetCLI(LightningCLI):
                 f"  ({target} means its newest run, this one: {run / CHECKPOINT_DIR / LAST_CHECKPOINT})"
             )
         print("\n".join(lines))
+
+
+@contextlib.contextmanager
+def _one_line_errors(explain: Callable[[str], str]) -> Iterator[None]:
+    # jsonargparse prints the usage and "error: ..." and exits; keep its message as one ConfigError.
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exit_:
+        if not exit_.code:  # --help, --print_config: their output went to stdout
+            raise
+        raise ConfigError(explain(captured.getvalue())) from None
 
 
 def _first_logger(config: Any) -> Any:
