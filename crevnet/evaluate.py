@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from crevnet.checkpoint import DEFAULT_CONTEXT
 from crevnet.data.paths import resolve_data_dir
 from crevnet.data.testset import (
     STANDARD_FILE,
@@ -32,6 +33,7 @@ from crevnet.data.testset import (
 )
 from crevnet.device import resolve_device
 from crevnet.errors import DataError
+from crevnet.inference import evaluating
 from crevnet.metrics import MetricAccumulator, copy_last_baseline, zeros_baseline
 from crevnet.nn.model import CrevNet
 from crevnet.report import BASELINES, is_report_folder, render_markdown, verdict, write_report
@@ -77,7 +79,7 @@ def _metric_dict(computed: dict[str, Any]) -> dict[str, Any]:
 def evaluate_model(
     model: CrevNet,
     test_set: TestSet,
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     horizon: int = 10,
     batch_size: int = 16,
     device: str | torch.device | None = None,
@@ -123,14 +125,13 @@ def evaluate_model(
     _check_lengths(model, frames, context, horizon, test_set.name)
     dev = _model_device(model) if device is None else resolve_device(device)
     accumulators = {name: MetricAccumulator() for name in ("model", *BASELINES)}
-    was_training = model.training
-    model.to(dev).eval()
+    model.to(dev)
     start = time.monotonic()
     bar = tqdm(
         total=len(videos), desc="evaluate", unit="seq", file=sys.stderr, disable=None if progress else True
     )
     try:
-        with torch.no_grad():
+        with evaluating(model):
             for first in range(0, len(videos), batch_size):
                 clip = videos[first : first + batch_size].to(dev).float() / 255.0  # (B, T, C, H, W)
                 past = clip[:, :context]
@@ -141,7 +142,6 @@ def evaluate_model(
                 bar.update(len(clip))
     finally:
         bar.close()
-        model.train(was_training)
     return {
         "test_set": test_set.name,
         "surrogate": bool(test_set.is_surrogate),
@@ -174,7 +174,7 @@ class EvaluationSamples:
 def collect_samples(
     model: CrevNet,
     test_set: TestSet,
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     horizon: int = 10,
     num: int = 4,
     device: str | torch.device | None = None,
@@ -188,13 +188,8 @@ def collect_samples(
     _check_lengths(model, frames, context, horizon, test_set.name)
     dev = _model_device(model) if device is None else resolve_device(device)
     clip = test_set.videos[:num].float() / 255.0  # (K, T, C, H, W)
-    was_training = model.training
-    model.to(dev).eval()
-    try:
-        with torch.no_grad():
-            pred = model.predict(clip[:, :context].to(dev), horizon).cpu().clamp(0.0, 1.0)
-    finally:
-        model.train(was_training)
+    with evaluating(model.to(dev)):
+        pred = model.predict(clip[:, :context].to(dev), horizon).cpu().clamp(0.0, 1.0)
     return EvaluationSamples(clip[:, :context], clip[:, context : context + horizon], pred, tuple(range(num)))
 
 

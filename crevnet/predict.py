@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from crevnet.checkpoint import CheckpointMeta, LoadedModel, load_model
 from crevnet.device import resolve_device
 from crevnet.errors import CheckpointError, DataError
+from crevnet.inference import evaluating
 from crevnet.nn.model import CrevNet
 
 __all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_clip", "write_prediction"]
@@ -43,7 +44,6 @@ __all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_c
 OUTPUT_SUFFIXES = (".gif", ".mp4", ".png", ".npy")
 """Formats ``crevnet predict --out`` writes."""
 
-_GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma of RGB, as crevnet.data.video uses
 _CHANNEL_NAMES = {1: "grey", 3: "RGB"}
 
 Size = str | tuple[int, int]
@@ -162,7 +162,9 @@ def prepare_clip(
         notes.append(f"resized {h}×{w} -> {target[0]}×{target[1]} (H×W)")
     if c != in_channels:
         if in_channels == 1:
-            weights = frames.new_tensor(_GREY_WEIGHTS).view(1, 3, 1, 1)
+            from crevnet.data.video import GREY_WEIGHTS
+
+            weights = frames.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
             frames = (frames * weights).sum(1, keepdim=True)
         elif c == 1:
             frames = frames.expand(-1, in_channels, -1, -1)
@@ -240,14 +242,8 @@ def predict_clip(
     prepared = prepare_clip(
         clip, config.encoder.in_channels, config.encoder.downsample, size, k, config.window, name, read_notes
     )
-    model = loaded.model.to(dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
-    finally:
-        model.train(was_training)
+    with evaluating(loaded.model.to(dev)) as model:
+        pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
     pred = pred.float().cpu().clamp(0.0, 1.0)
     return (pred, prepared) if return_prepared else pred
 

@@ -38,6 +38,7 @@ from crevnet.errors import DataError, OutputError
 from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
 
 __all__ = [
+    "GREY_WEIGHTS",
     "IMAGE_SUFFIXES",
     "SHEET_COLUMNS",
     "count_video_frames",
@@ -57,7 +58,8 @@ _NPZ_KEYS = ("video", "clip", "frames")
 _ARRAY_LAYOUTS = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4}"
 # Container suffix -> FourCC used by write_video.
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, RGB order
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights of (R, G, B): the one colour -> grey conversion (also ``predict``'s)."""
 SHEET_COLUMNS = 20
 """Frames per line of a contact sheet; a longer row wraps onto more lines."""
 
@@ -263,7 +265,7 @@ def read_clip(
             )
         frames = reader(path, notes)
     if grayscale and frames.shape[3] == 3:
-        frames = (frames @ _GREY_WEIGHTS)[..., None]
+        frames = (frames @ np.array(GREY_WEIGHTS, dtype=np.float32))[..., None]
     if size is not None:
         frames = _resize(frames, size, path)
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))  # (T, C, H, W)

@@ -73,14 +73,11 @@ class SampleLogger(L.Callback):
     ) -> Path:
         """Predict ``clips`` and write the PNG (and GIF); returns the PNG's path."""
         from crevnet.data.video import write_contact_sheet, write_gif
+        from crevnet.inference import evaluating
         from crevnet.report import prediction_grid
 
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
+        with evaluating(pl_module):
             pred, target = pl_module.predict_future(clips)
-        finally:
-            pl_module.train(was_training)
         pred, target, clips = pred.float().cpu(), target.cpu(), clips.cpu()
         out = run_dir(trainer) / "samples"
         png = out / f"step_{step:07d}.png"
@@ -142,6 +139,7 @@ class FitReport(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate the final weights and write the report; print where it went."""
+        from crevnet.checkpoint import DEFAULT_CONTEXT
         from crevnet.report import verdict
         from crevnet.train.report import report_model
 
@@ -157,7 +155,7 @@ class FitReport(L.Callback):
             test_set=self.test_set,
             num_sequences=self.num_sequences,
             data_dir=data_dir,
-            context=getattr(pl_module, "context", 10),
+            context=getattr(pl_module, "context", DEFAULT_CONTEXT),
             batch_size=self.batch_size,
             extra={
                 "global_step": trainer.global_step,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crevnet.checkpoint import DEFAULT_CONTEXT
 from crevnet.data.testset import SURROGATE_SEED, load_test_set
 from crevnet.nn.model import CrevNet
 from crevnet.report import prediction_grid
@@ -27,7 +28,7 @@ def report_model(
     test_set: str = "surrogate",
     num_sequences: int | None = 500,
     data_dir: str | os.PathLike[str] | None = None,
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     batch_size: int = 50,
     seed: int = SURROGATE_SEED,
     num_clips: int = 4,
