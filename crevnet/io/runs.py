@@ -51,11 +51,21 @@ def run_versions(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def newest_run(root: str | os.PathLike[str]) -> Path | None:
-    """The newest run of ``root``: the highest ``version_N`` holding ``checkpoints/last.ckpt`` (or None)."""
+    """The newest run of ``root``: the highest ``version_N`` holding ``checkpoints/last.ckpt``.
+
+    Loggers that name runs otherwise (wandb: the run id) have no numbers; without any ``version_N``
+    run, the run whose ``last.ckpt`` was written last is the newest. None when no run has one.
+    """
     for run in reversed(run_versions(root)):
         if (run / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
             return run
-    return None
+    root = Path(root)
+    named = (
+        [p.parent.parent for p in root.glob(f"*/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}")] if root.is_dir() else []
+    )
+    return max(
+        named, key=lambda run: (run / CHECKPOINT_DIR / LAST_CHECKPOINT).stat().st_mtime_ns, default=None
+    )
 
 
 def resolve_checkpoint(spec: str | os.PathLike[str]) -> Path:
