@@ -84,7 +84,7 @@ def check_compatible(
     if isinstance(saved, CrevNetConfig):
         saved = config_to_dict(saved)
     if not isinstance(saved, Mapping):
-        raise CheckpointError(f"{source}: no crevnet model config (hyper_parameters['net']); {EXPECTED}")
+        raise CheckpointError(f"{source}: no 'net' hyperparameters (the crevnet model config); {EXPECTED}")
     current = config_to_dict(config) if isinstance(config, CrevNetConfig) else config
     current = config_to_dict(CrevNetConfig.from_dict(current)) if isinstance(current, Mapping) else current
     diffs = config_diff(saved, current)
