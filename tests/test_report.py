@@ -47,3 +47,15 @@ def test_a_model_better_on_everything_beats_both() -> None:
     ]
     worse = _results(_metrics(300.0, 500.0, 10.0, 0.1, 0.1))
     assert verdict(worse)[0].startswith("The model does not beat zeros on any metric (zeros wins on MSE")
+
+
+def test_every_baseline_the_test_set_was_scored_against_gets_a_verdict() -> None:
+    # a folder of clips adds the mean of the context as a third baseline
+    results = _results(_metrics(100.0, 200.0, 16.0, 0.7, 0.8))
+    results["baselines"]["mean_context"] = _metrics(90.0, 180.0, 17.0, 0.75, 0.85)
+    sentences = verdict(results)
+    assert len(sentences) == 3
+    assert sentences[2].startswith("The model does not beat mean of context on any metric")
+    text = render_markdown(results)
+    assert "| mean of context |" in text and "mean of context MSE" in text
+    assert "1.111× mean of context" in text  # the model's MSE over the third baseline's

@@ -1,10 +1,12 @@
 """The end-of-training report: a model scored next to the trivial baselines, with pictures.
 
-:func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the "zeros" and "copy last frame"
-baselines on a Moving MNIST test set with :func:`crevnet.evaluate.evaluate_model` (the same numbers as
-``crevnet evaluate``) and writes them with the one report writer, :func:`crevnet.report.write_report`
-(the same files as ``crevnet evaluate``). ``crevnet fit`` calls it at the end of training (callback
-:class:`crevnet.train.callbacks.FitReport`); other tools may call it on any model.
+:func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the test set's baselines ("zeros",
+"copy last frame"; a folder of clips adds "mean of context") on a Moving MNIST test set or a loaded
+:class:`~crevnet.data.testset.TestSet` (a data module's own) with
+:func:`crevnet.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and writes them with
+the one report writer, :func:`crevnet.report.write_report` (the same files as ``crevnet evaluate``).
+``crevnet fit`` calls it at the end of training (callback :class:`crevnet.train.callbacks.FitReport`);
+other tools may call it on any model.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def report_model(
     Returns:
         The report written to ``metrics.json``: :func:`crevnet.evaluate.evaluate_model`'s dict
         (``test_set``, whose name says "surrogate" when it is one, ``model``, ``baselines``
-        {``zeros``, ``copy_last``}, ...), plus ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's
+        {``zeros``, ``copy_last``, ...}, ...), plus ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's
         MSE over each baseline's) and ``extra``'s entries.
     """
     from crevnet.evaluate import collect_samples, evaluate_model
