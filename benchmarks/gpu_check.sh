@@ -65,7 +65,7 @@ PY
 timeout 240 crevnet fit --config "$out/fit_config.yaml" "${fit[@]}" \
   --trainer.logger.init_args.save_dir "$out/runs" --trainer.default_root_dir "$out/runs" \
   > "$out/fit.log" 2>&1 || echo "short training run stopped (see fit.log)" | tee -a "$out/env.txt"
-ckpt=$(ls -t "$out"/runs/*/checkpoints/last.ckpt 2>/dev/null | head -n 1 || true)
+ckpt=$(ls -t "$out"/runs/*/version_*/checkpoints/last.ckpt 2>/dev/null | head -n 1 || true)
 if [[ -n "$ckpt" ]]; then
   timeout 90 crevnet evaluate --ckpt "$ckpt" --test-set surrogate --limit "$eval_limit" --device "$device" \
     --out "$out/eval" --no-progress > "$out/eval.log" 2>&1 || echo "evaluation stopped (see eval.log)" | tee -a "$out/env.txt"

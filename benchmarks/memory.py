@@ -171,7 +171,7 @@ def plot(rows: list[dict], path: str | os.PathLike[str], ref_batch: int = 8, ref
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from crevnet.data.atomic import atomic_path
+    from crevnet.io.atomic import atomic_path
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     peak_key = "cuda_max_allocated_mb" if any("cuda_max_allocated_mb" in r for r in rows) else "peak_rss_mb"

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import cv2
 
-from crevnet.data.atomic import atomic_write_bytes
 from crevnet.data.clips import probe_clip
 from crevnet.errors import DataError
+from crevnet.io.atomic import atomic_write_bytes
 
 # (source file, first fraction, end fraction, part): which frames of which video go where.
 LAYOUT = (

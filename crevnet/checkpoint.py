@@ -14,25 +14,24 @@ can be evaluated with ``crevnet evaluate`` too.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import pickle
-import re
-import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from crevnet.errors import CheckpointError
-from crevnet.nn.encoder import EncoderConfig
+from crevnet.io.checkpoint import EXPECTED as _EXPECTED
+from crevnet.io.checkpoint import config_to_dict, read_checkpoint, write_checkpoint
+from crevnet.io.runs import resolve_checkpoint
 from crevnet.nn.model import CrevNet, CrevNetConfig
-from crevnet.nn.predictor import PredictorConfig
 
 __all__ = [
+    "DEFAULT_CONTEXT",
     "DEFAULT_FRAME_SIZE",
+    "CheckpointMeta",
     "LoadedModel",
     "config_from_hparams",
     "config_to_dict",
@@ -47,7 +46,56 @@ DEFAULT_FRAME_SIZE = (64, 64)
 # Where the CrevNet's weights may sit inside a checkpoint's state_dict, most likely first.
 _PREFIXES = ("net.", "model.net.", "model.", "")
 _COMPILED = "_orig_mod."  # torch.compile wraps a module and inserts this in every key
-_EXPECTED = "expected a .ckpt written by 'crevnet fit' or crevnet.checkpoint.save_model"
+
+DEFAULT_CONTEXT = 10
+"""Observed frames assumed for a checkpoint that does not record its training context (Moving MNIST)."""
+
+# The reader lives in crevnet.io.checkpoint; this name stays for existing imports.
+load_checkpoint_dict = read_checkpoint
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """Facts about a checkpoint, beside its weights.
+
+    Attributes:
+        path: the file read (None for a model that did not come from a file).
+        context: frames the model was trained to observe (:data:`DEFAULT_CONTEXT` when not recorded).
+        frame_size: (H, W) of the training frames (:data:`DEFAULT_FRAME_SIZE` when not recorded).
+        frame_size_recorded: whether the checkpoint records ``frame_size``.
+        global_step: optimizer steps of the training run (None when absent).
+        epoch: epochs of the training run (None when absent).
+        train_seconds: training wall time (None when absent).
+        hyper_parameters: the checkpoint's raw ``hyper_parameters``.
+
+    ``meta["context"]`` and ``meta.get("context")`` read the attributes too (the dict form of earlier
+    versions).
+    """
+
+    path: str | None = None
+    context: int = DEFAULT_CONTEXT
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
+    frame_size_recorded: bool = False
+    global_step: int | None = None
+    epoch: int | None = None
+    train_seconds: float | None = None
+    hyper_parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key``, or ``default`` when there is no such attribute."""
+        return getattr(self, key) if key in self._names() else default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    @classmethod
+    def _names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
 
 @dataclass(frozen=True)
@@ -57,79 +105,17 @@ class LoadedModel:
     Attributes:
         model: the network with the checkpoint's weights.
         config: its configuration (``model.config``).
-        meta: facts about the checkpoint: ``path``, ``context`` (frames the model was trained to
-            observe; 10 when not recorded), ``frame_size`` ((H, W) of the training frames;
-            :data:`DEFAULT_FRAME_SIZE` when not recorded), ``frame_size_recorded`` (bool),
-            ``global_step``, ``epoch``, ``train_seconds`` (None when absent) and
-            ``hyper_parameters`` (the raw dict).
+        meta: facts about the checkpoint (see :class:`CheckpointMeta`).
     """
 
     model: CrevNet
     config: CrevNetConfig
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta = field(default_factory=CheckpointMeta)
 
-
-def config_to_dict(config: CrevNetConfig) -> dict[str, Any]:
-    """The model config as nested plain dicts and lists, so a checkpoint loads with ``weights_only=True``."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(dataclasses.asdict(config))
-
-
-def load_checkpoint_dict(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file into a dict with ``torch.load(weights_only=True)``.
-
-    The config dataclasses are allowlisted, so a checkpoint that pickled them (rather than plain
-    dicts) loads too; any other object is refused instead of executed.
-
-    Args:
-        path: the ``.ckpt`` / ``.pt`` file.
-        map_location: passed to ``torch.load``.
-
-    Returns:
-        The checkpoint dict.
-
-    Raises:
-        CheckpointError: missing file, a folder, a file that is not a torch checkpoint, or one
-            holding objects a weights-only load refuses.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder; {_EXPECTED} (a .ckpt file)")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} ({_EXPECTED})")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    # torch.save writes a zip archive ("PK\x03\x04"); files from torch < 1.6 start with a pickle opcode.
-    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
-        raise CheckpointError(
-            f"{path}: not a torch checkpoint (not a file written by torch.save); {_EXPECTED}"
-        )
-    try:
-        with torch.serialization.safe_globals([CrevNetConfig, EncoderConfig, PredictorConfig]):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f"it pickles {found.group(1)}" if found else "it holds objects a weights-only load refuses"
-        raise CheckpointError(
-            f"{path}: refused to load: {what}, which could run code; {_EXPECTED} (weights and plain "
-            "containers only)"
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
-        raise CheckpointError(
-            f"{path}: a damaged or truncated torch checkpoint ({type(err).__name__}); {_EXPECTED}"
-        ) from err
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict; {_EXPECTED}"
-        )
-    return checkpoint
+    def __post_init__(self) -> None:
+        if isinstance(self.meta, Mapping):  # the dict form of earlier versions
+            known = {k: v for k, v in self.meta.items() if k in CheckpointMeta._names() and v is not None}
+            object.__setattr__(self, "meta", CheckpointMeta(**known))
 
 
 def config_from_hparams(hparams: Any, source: str = "checkpoint") -> CrevNetConfig:
@@ -212,8 +198,9 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     """Rebuild a :class:`~crevnet.nn.CrevNet` from a checkpoint written by ``crevnet fit``.
 
     Args:
-        path: the checkpoint (``.ckpt``), or the name of a bundled model (``"mmnist-cpu"``, see
-            :mod:`crevnet.bundled`).
+        path: the checkpoint (``.ckpt``), a run folder (``runs/<name>``: its newest run's
+            ``last.ckpt``; see :func:`crevnet.io.runs.resolve_checkpoint`) or the name of a bundled
+            model (``"mmnist-cpu"``, see :mod:`crevnet.bundled`).
         map_location: device the weights are loaded onto; the model is moved there and put in
             eval mode.
 
@@ -225,10 +212,8 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             checkpoint (no ``net`` hyperparameters, no CrevNet weights), or its weights do not match
             its config; a bare name that is not bundled (the message lists the bundled names).
     """
-    from crevnet.bundled import resolve_checkpoint
-
     path = resolve_checkpoint(path)
-    checkpoint = load_checkpoint_dict(path, map_location)
+    checkpoint = read_checkpoint(path, map_location)
     source = str(path)
     hparams = checkpoint.get("hyper_parameters")
     config = config_from_hparams(hparams, source)
@@ -243,23 +228,23 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     context = hparams.get("context")
     extra = checkpoint.get("crevnet") if isinstance(checkpoint.get("crevnet"), Mapping) else {}
     recorded = _frame_size(checkpoint)
-    meta: dict[str, Any] = {
-        "path": source,
-        "context": int(context) if isinstance(context, int) and context >= config.window else 10,
-        "frame_size": recorded or DEFAULT_FRAME_SIZE,
-        "frame_size_recorded": recorded is not None,
-        "global_step": checkpoint.get("global_step"),
-        "epoch": checkpoint.get("epoch"),
-        "train_seconds": extra.get("train_seconds"),
-        "hyper_parameters": dict(hparams),
-    }
+    meta = CheckpointMeta(
+        path=source,
+        context=int(context) if isinstance(context, int) and context >= config.window else DEFAULT_CONTEXT,
+        frame_size=recorded or DEFAULT_FRAME_SIZE,
+        frame_size_recorded=recorded is not None,
+        global_step=checkpoint.get("global_step"),
+        epoch=checkpoint.get("epoch"),
+        train_seconds=extra.get("train_seconds"),
+        hyper_parameters=dict(hparams),
+    )
     return LoadedModel(model, config, meta)
 
 
 def save_model(
     model: CrevNet,
     path: str | os.PathLike[str],
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE,
 ) -> Path:
     """Write ``model`` in the layout ``crevnet fit`` uses, atomically; :func:`load_model` reads it.
@@ -273,13 +258,9 @@ def save_model(
     Returns:
         ``path`` as a Path.
     """
-    from crevnet.data.atomic import atomic_write
-
     checkpoint: dict[str, Any] = {
         "hyper_parameters": {"net": config_to_dict(model.config), "context": int(context)},
         "state_dict": {f"net.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
         "crevnet": {"format": 1, **({"frame_size": list(frame_size)} if frame_size else {})},
     }
-    with atomic_write(path) as handle:
-        torch.save(checkpoint, handle)
-    return Path(path)
+    return write_checkpoint(checkpoint, path)

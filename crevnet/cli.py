@@ -27,12 +27,23 @@ USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export} ...
 
 
 def run_tool(tool: Callable[[list[str]], int], argv: Sequence[str]) -> int:
-    """Run a sub-tool, turning user-facing errors into one line on stderr and exit status 2."""
+    """Run a sub-tool, turning user-facing errors into one line on stderr and exit status 2.
+
+    This is the one error path of every command (``fit``, ``validate`` and ``test`` included): an
+    OS error that did not come through crevnet's writers still names its file and the reason in words.
+    """
     try:
         return tool(list(argv))
-    except (CrevnetError, FileNotFoundError, ValueError, OSError) as err:
+    except CrevnetError as err:
         print(f"crevnet: error: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:
+        from crevnet.io.atomic import describe_os_error
+
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"crevnet: error: {where}{describe_os_error(err)}", file=sys.stderr)
+    except ValueError as err:
+        print(f"crevnet: error: {err}", file=sys.stderr)
+    return 2
 
 
 def _lightning(argv: list[str]) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ChecksumError", "CrevnetError", "DataError"]
+__all__ = ["CheckpointError", "ChecksumError", "ConfigError", "CrevnetError", "DataError", "OutputError"]
 
 
 class CrevnetError(Exception):
@@ -19,3 +19,11 @@ class ChecksumError(DataError):
 
 class CheckpointError(CrevnetError, ValueError):
     """A checkpoint is missing, is not a crevnet checkpoint, or does not match the config."""
+
+
+class OutputError(CrevnetError, OSError):
+    """An output file or folder could not be written; the message names the target and the reason."""
+
+
+class ConfigError(CrevnetError, ValueError):
+    """A command-line argument or config key is unknown or has the wrong type or value."""

@@ -1,27 +1,19 @@
 """``crevnet evaluate``: a checkpoint's metrics beside the trivial baselines, and a report to read.
 
 For every test sequence the first ``context`` frames are observed and the next ``horizon`` frames
-are predicted by the model, by "zeros" (black frames) and by "copy last frame"; all three are scored
-with :class:`crevnet.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL reports
-them, PSNR, Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). :func:`write_report` writes
-
-- ``metrics.json``: ``{"test_set", "surrogate", "num_sequences", "checkpoint", "context",
-  "horizon", "model": {...}, "baselines": {"zeros": {...}, "copy_last": {...}}, ...}``,
-- ``report.md``: a Markdown table of the model next to both baselines, naming the test set,
-- ``per_horizon.png``: MSE and SSIM against the horizon step for the three predictors,
-- ``contact_sheet.png`` (context | ground truth | prediction | error rows for a few sequences) and
-  ``samples/sample_<i>.gif`` (ground truth | prediction | error, side by side, over time).
-
-Every file is written atomically. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
+are predicted by the model, by "zeros" (black frames) and by "copy last frame" (a folder of clips
+adds "mean of context": the test set's ``baselines``); all are scored with
+:class:`crevnet.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL reports them, PSNR,
+Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
+(``metrics.json``, ``report.md``, ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``,
+``samples/``) are written by :func:`crevnet.report.write_report` (re-exported here), as one folder that
+appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
 :func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +23,7 @@ from typing import Any
 
 import torch
 
-from crevnet.data.atomic import atomic_write_bytes
+from crevnet.checkpoint import DEFAULT_CONTEXT
 from crevnet.data.paths import resolve_data_dir
 from crevnet.data.testset import (
     STANDARD_FILE,
@@ -40,9 +32,12 @@ from crevnet.data.testset import (
     find_standard_file,
     load_test_set,
 )
-from crevnet.errors import CrevnetError, DataError
+from crevnet.device import resolve_device
+from crevnet.errors import DataError
+from crevnet.inference import evaluating
 from crevnet.metrics import MetricAccumulator, copy_last_baseline, mean_context_baseline, zeros_baseline
 from crevnet.nn.model import CrevNet
+from crevnet.report import BASELINES, is_report_folder, render_markdown, verdict, write_report
 
 __all__ = [
     "BASELINES",
@@ -55,45 +50,12 @@ __all__ = [
     "write_report",
 ]
 
-BASELINES: dict[str, str] = {
-    "zeros": "zeros",
-    "copy_last": "copy last frame",
-    "mean_context": "mean of context",
-}
-"""Baseline key in ``metrics.json`` -> the name the report prints (a test set lists the keys it uses)."""
-
-_BASELINE_FNS = {
+_BASELINE_FNS = {  # every key of crevnet.report.BASELINES; a test set lists the ones it is scored against
     "zeros": zeros_baseline,
     "copy_last": copy_last_baseline,
     "mean_context": mean_context_baseline,
 }
 _REPORTED = ("mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl", "per_horizon")
-_COLUMNS = (  # (key, header) of the report's table
-    ("mse", "MSE ↓"),
-    ("mae", "MAE ↓"),
-    ("psnr", "PSNR (dB) ↑"),
-    ("ssim", "SSIM ↑"),
-    ("ssim_openstl", "SSIM (OpenSTL) ↑"),
-)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; other names are checked.
-
-    Raises:
-        CrevnetError: CUDA was asked for and is not available, or the name is not a device.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise CrevnetError(f"--device {device!r}: not a device; expected cpu, cuda, cuda:N or auto") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CrevnetError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
-    return resolved
 
 
 def _model_device(model: CrevNet) -> torch.device:
@@ -122,7 +84,7 @@ def _metric_dict(computed: dict[str, Any]) -> dict[str, Any]:
 def evaluate_model(
     model: CrevNet,
     test_set: TestSet,
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     horizon: int = 10,
     batch_size: int = 16,
     device: str | torch.device | None = None,
@@ -148,9 +110,10 @@ def evaluate_model(
     Returns:
         A JSON-ready dict: ``test_set`` (its name), ``surrogate``, ``num_sequences``, ``context``,
         ``horizon``, ``frame_size`` [H, W], ``device``, ``eval_seconds``, ``model`` and
-        ``baselines`` {``zeros``, ``copy_last``}; each of the last holds ``mse``, ``mae``,
-        ``mse_per_pixel``, ``psnr``, ``ssim``, ``ssim_openstl`` and ``per_horizon`` (a list of
-        ``horizon`` values per metric), as :meth:`MetricAccumulator.compute` defines them.
+        ``baselines`` {``zeros``, ``copy_last`` and, for a folder of clips, ``mean_context``}; each
+        of the last holds ``mse``, ``mae``, ``mse_per_pixel``, ``psnr``, ``ssim``, ``ssim_openstl``
+        and ``per_horizon`` (a list of ``horizon`` values per metric), as
+        :meth:`MetricAccumulator.compute` defines them.
 
     Raises:
         DataError: ``context``/``horizon`` do not fit the sequences or the model, bad ``limit``.
@@ -169,14 +132,13 @@ def evaluate_model(
     dev = _model_device(model) if device is None else resolve_device(device)
     baselines = test_set.baselines
     accumulators = {name: MetricAccumulator() for name in ("model", *baselines)}
-    was_training = model.training
-    model.to(dev).eval()
+    model.to(dev)
     start = time.monotonic()
     bar = tqdm(
         total=len(videos), desc="evaluate", unit="seq", file=sys.stderr, disable=None if progress else True
     )
     try:
-        with torch.no_grad():
+        with evaluating(model):
             for first in range(0, len(videos), batch_size):
                 clip = videos[first : first + batch_size].to(dev).float() / 255.0  # (B, T, C, H, W)
                 past = clip[:, :context]
@@ -187,7 +149,6 @@ def evaluate_model(
                 bar.update(len(clip))
     finally:
         bar.close()
-        model.train(was_training)
     return {
         "test_set": test_set.name,
         "surrogate": bool(test_set.is_surrogate),
@@ -220,7 +181,7 @@ class EvaluationSamples:
 def collect_samples(
     model: CrevNet,
     test_set: TestSet,
-    context: int = 10,
+    context: int = DEFAULT_CONTEXT,
     horizon: int = 10,
     num: int = 4,
     device: str | torch.device | None = None,
@@ -234,189 +195,9 @@ def collect_samples(
     _check_lengths(model, frames, context, horizon, test_set.name)
     dev = _model_device(model) if device is None else resolve_device(device)
     clip = test_set.videos[:num].float() / 255.0  # (K, T, C, H, W)
-    was_training = model.training
-    model.to(dev).eval()
-    try:
-        with torch.no_grad():
-            pred = model.predict(clip[:, :context].to(dev), horizon).cpu().clamp(0.0, 1.0)
-    finally:
-        model.train(was_training)
+    with evaluating(model.to(dev)):
+        pred = model.predict(clip[:, :context].to(dev), horizon).cpu().clamp(0.0, 1.0)
     return EvaluationSamples(clip[:, :context], clip[:, context : context + horizon], pred, tuple(range(num)))
-
-
-# ---------------------------------------------------------------------------------- report files
-
-
-def _fmt(value: float, key: str) -> str:
-    return f"{value:.4f}" if key.startswith("ssim") else f"{value:.2f}"
-
-
-def _rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [("model", results["model"])] + [
-        (BASELINES.get(key, key), metrics) for key, metrics in results["baselines"].items()
-    ]
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    """The ``report.md`` text for ``results`` (as returned by :func:`evaluate_model`)."""
-    name = results["test_set"]
-    lines = ["# CrevNet evaluation", ""]
-    if results.get("surrogate"):
-        lines.append(
-            f"Test set: **{name}**. This is a surrogate test set, generated from the MNIST test "
-            "digits with the standard Moving MNIST generator; its numbers are close to, but not the "
-            "same as, numbers on the standard `mnist_test_seq.npy`."
-        )
-    else:
-        lines.append(f"Test set: **{name}**.")
-    lines.append("")
-    if results.get("checkpoint"):
-        lines.append(f"Checkpoint: `{results['checkpoint']}`")
-        lines.append("")
-    h, w = results.get("frame_size", ["?", "?"])
-    lines += [
-        f"{results['num_sequences']} sequences; {results['context']} frames observed, "
-        f"{results['horizon']} predicted; frames {h}×{w}.",
-        "",
-        "| predictor | " + " | ".join(header for _, header in _COLUMNS) + " |",
-        "|---|" + "---:|" * len(_COLUMNS),
-    ]
-    for label, metrics in _rows(results):
-        cells = " | ".join(_fmt(metrics[key], key) for key, _ in _COLUMNS)
-        lines.append(f"| {label} | {cells} |")
-    zeros = results["baselines"]["zeros"]["mse"]
-    ratio = results["model"]["mse"] / zeros if zeros > 0 else float("nan")
-    verdict = "beats" if ratio < 1 else "does not beat"
-    lines += [
-        "",
-        f"The model's MSE is {ratio:.3f}× that of the zeros baseline: it {verdict} predicting black frames.",
-    ]
-    others = [(k, m["mse"]) for k, m in results["baselines"].items() if k != "zeros" and m["mse"] > 0]
-    if others:
-        ratios = ", ".join(f"{results['model']['mse'] / mse:.3f}× {BASELINES.get(k, k)}" for k, mse in others)
-        lines.append(f"Against the other baselines, the model's MSE is {ratios}.")
-    lines += [
-        "",
-        "MSE and MAE are summed over the C·H·W pixels of a frame on the [0, 1] scale, then averaged over "
-        "frames and sequences (OpenSTL's convention); per-pixel MSE = MSE / (C·H·W). PSNR: per frame, "
-        "peak 1. SSIM: Gaussian window 11×11, σ 1.5, data range 1. SSIM (OpenSTL): 7×7 uniform window, "
-        "data range 2. Colour frames: SSIM is computed on each channel alone and averaged over the "
-        "channels (no colour-space conversion); MSE/MAE sum over all three channels.",
-        "",
-        "## Per horizon step",
-        "",
-    ]
-    rows = _rows(results)
-    labels = [label for label, _ in rows]
-    lines += [
-        "| step | "
-        + " | ".join(f"{label} MSE" for label in labels)
-        + " | "
-        + " | ".join(f"{label} SSIM" for label in labels)
-        + " |",
-        "|---:|" + "---:|" * (2 * len(labels)),
-    ]
-    series = [m["per_horizon"] for _, m in rows]
-    for k in range(results["horizon"]):
-        mse = " | ".join(f"{s['mse'][k]:.2f}" for s in series)
-        ssim = " | ".join(f"{s['ssim'][k]:.4f}" for s in series)
-        lines.append(f"| t+{k + 1} | {mse} | {ssim} |")
-    lines += ["", "![MSE and SSIM per horizon step](per_horizon.png)", ""]
-    return "\n".join(lines)
-
-
-def _plot_per_horizon(results: dict[str, Any], path: Path) -> None:
-    # A bare Figure renders with Agg and leaves pyplot's global backend alone.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 3.4), dpi=100)
-    steps = list(range(1, results["horizon"] + 1))
-    styles = ("o-", "s--", "^:", "d-.")
-    panels = (("mse", "MSE (sum per frame) ↓"), ("ssim", "SSIM ↑"))
-    for ax, (key, title) in zip(fig.subplots(1, 2), panels, strict=True):
-        for (label, metrics), style in zip(_rows(results), styles, strict=False):
-            ax.plot(steps, metrics["per_horizon"][key], style, label=label, markersize=4)
-        ax.set_xlabel("horizon step t+k")
-        ax.set_title(title)
-        ax.set_xticks(steps)
-        ax.grid(alpha=0.3)
-    fig.axes[0].legend()
-    fig.suptitle(results["test_set"], fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _sample_gif_frames(
-    context: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor, gap: int = 2
-) -> torch.Tensor:
-    # (Tc, C, H, W), (Th, C, H, W) x2 -> (Tc + Th, C, H, 3W + 2 gap): truth | prediction | error.
-    from crevnet.data.video import error_frames
-
-    shown_truth = torch.cat((context, truth))
-    shown_pred = torch.cat((context, pred))
-    error = torch.cat((torch.zeros_like(context), error_frames(pred, truth)))
-    t, c, h, w = shown_truth.shape
-    canvas = shown_truth.new_ones(t, c, h, 3 * w + 2 * gap)
-    for i, panel in enumerate((shown_truth, shown_pred, error)):
-        left = i * (w + gap)
-        canvas[..., left : left + w] = panel
-    return canvas
-
-
-def write_report(
-    results: dict[str, Any],
-    out_dir: str | os.PathLike[str],
-    samples: EvaluationSamples | None = None,
-    fps: float = 4,
-) -> dict[str, Path]:
-    """Write ``metrics.json``, ``report.md``, ``per_horizon.png`` and, given samples, the pictures.
-
-    Args:
-        results: what :func:`evaluate_model` returned (extra JSON-ready keys are kept, e.g.
-            ``checkpoint``).
-        out_dir: folder for the files (created).
-        samples: sequences to draw (see :func:`collect_samples`); None draws none.
-        fps: frame rate of the sample GIFs.
-
-    Returns:
-        Name -> path of every file written (``metrics``, ``report``, ``per_horizon``,
-        ``contact_sheet``, ``sample_<i>``).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {
-        "metrics": out / "metrics.json",
-        "report": out / "report.md",
-        "per_horizon": out / "per_horizon.png",
-    }
-    atomic_write_bytes(written["metrics"], (json.dumps(results, indent=2) + "\n").encode())
-    text = render_markdown(results)
-    if samples is not None:
-        from crevnet.data.video import error_frames, write_contact_sheet, write_gif
-
-        rows: list[tuple[str, torch.Tensor]] = []
-        for k, index in enumerate(samples.indices):
-            truth, pred = samples.truth[k], samples.prediction[k]
-            rows += [
-                (f"#{index} context", samples.context[k]),
-                (f"#{index} truth", truth),
-                (f"#{index} prediction", pred),
-                (f"#{index} |error|", error_frames(pred, truth)),
-            ]
-            gif = out / "samples" / f"sample_{index}.gif"
-            write_gif(_sample_gif_frames(samples.context[k], truth, pred), gif, fps=fps)
-            written[f"sample_{index}"] = gif
-        written["contact_sheet"] = write_contact_sheet(rows, out / "contact_sheet.png")
-        text += (
-            "\n## Samples\n\nRows per sequence: observed context, ground truth, prediction, absolute error "
-            "(bright = wrong). GIFs in `samples/`: ground truth | prediction | error.\n\n"
-            "![samples](contact_sheet.png)\n"
-        )
-    _plot_per_horizon(results, written["per_horizon"])
-    atomic_write_bytes(written["report"], text.encode())
-    return written
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -432,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
+        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
     )
     parser.add_argument(
         "--test-set",
@@ -476,19 +258,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher)."""
     from crevnet.bundled import WEIGHTS_DIR
     from crevnet.checkpoint import load_model
+    from crevnet.io.runs import resolve_checkpoint
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.limit is not None and args.limit < 1:
-        raise DataError(f"--limit {args.limit}: expected a positive number of sequences")
-    if args.samples < 0:
-        raise DataError(f"--samples {args.samples}: expected 0 or more")
+    # Every argument is checked before any work (loading, generating, scoring).
+    for flag, value, low in (("--limit", args.limit, 1), ("--batch-size", args.batch_size, 1),
+                             ("--context", args.context, 1), ("--horizon", args.horizon, 1),
+                             ("--samples", args.samples, 0)):  # fmt: skip
+        if value is not None and value < low:
+            raise DataError(f"{flag} {value}: expected {'a positive number' if low else '0 or more'}")
     device = resolve_device(args.device)
-    loaded = load_model(args.ckpt, map_location=device)
+    ckpt = resolve_checkpoint(args.ckpt)
+    # a bundled model lives inside the package: its report goes to the working folder
+    default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent
+    out = Path(args.out) if args.out else default_dir / f"eval_{ckpt.stem}"
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: a file of that name exists; give a folder for the report")
+    if out.is_dir() and any(out.iterdir()) and not is_report_folder(out):
+        raise DataError(
+            f"--out {out}: the folder holds files that are not an earlier report; give a new or empty folder"
+        )
+    loaded = load_model(ckpt, map_location=device)
     images = args.images
     if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
         from crevnet.checkpoint import load_checkpoint_dict
 
-        recorded = load_checkpoint_dict(loaded.meta["path"]).get("datamodule_hyper_parameters") or {}
+        recorded = load_checkpoint_dict(loaded.meta.path).get("datamodule_hyper_parameters") or {}
         images = recorded.get("images") or "mnist"
     spec = args.test_set
     if spec == "auto" and images != "mnist":
@@ -501,12 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "using the surrogate test set",
                 file=sys.stderr,
             )
-    context = loaded.meta["context"] if args.context is None else args.context
+    context = loaded.meta.context if args.context is None else args.context
     if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
         from crevnet.data.video_folder import folder_test_set
 
         test, horizon = folder_test_set(
-            spec, loaded.meta["path"], loaded, context, args.horizon, args.limit, args.all_files
+            spec, loaded.meta.path, loaded, context, args.horizon, args.limit, args.all_files
         )
     else:
         test = load_test_set(spec, args.data_dir, args.limit, args.seed, images=images)
@@ -514,11 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = evaluate_model(
         loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress
     )
-    ckpt = Path(loaded.meta["path"])
     results = {"checkpoint": str(ckpt.resolve()), **results}
-    # a bundled model lives inside the package: its report goes to the working folder
-    default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent
-    out = Path(args.out) if args.out else default_dir / f"eval_{ckpt.stem}"
     samples = (
         collect_samples(loaded.model, test, context, horizon, args.samples, device) if args.samples else None
     )
@@ -528,5 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{BASELINES.get(key, key)} MSE {m['mse']:.2f}" for key, m in results["baselines"].items()
     )
     print(f"{results['test_set']}: model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f} | {baselines}")
+    print(" ".join(verdict(results)))
     print(f"wrote {written['report']} (and metrics.json, per_horizon.png, samples) in {out}")
     return 0

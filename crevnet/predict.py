@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from crevnet.checkpoint import DEFAULT_FRAME_SIZE, LoadedModel, load_model
-from crevnet.errors import DataError
-from crevnet.evaluate import resolve_device
+from crevnet.checkpoint import CheckpointMeta, LoadedModel, load_model
+from crevnet.device import resolve_device
+from crevnet.errors import CheckpointError, DataError
+from crevnet.inference import evaluating
 from crevnet.nn.model import CrevNet
 
 __all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_clip", "write_prediction"]
@@ -43,7 +44,6 @@ __all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_c
 OUTPUT_SUFFIXES = (".gif", ".mp4", ".png", ".npy")
 """Formats ``crevnet predict --out`` writes."""
 
-_GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma of RGB, as crevnet.data.video uses
 _CHANNEL_NAMES = {1: "grey", 3: "RGB"}
 
 Size = str | tuple[int, int]
@@ -102,6 +102,7 @@ def prepare_clip(
     context: int,
     window: int = 1,
     name: str = "clip",
+    read_notes: Sequence[str] = (),
 ) -> PreparedClip:
     """Convert a clip to the model's channels and frame size and keep its last ``context`` frames.
 
@@ -113,6 +114,7 @@ def prepare_clip(
         context: observed frames to keep (the clip's last ones).
         window: the model's window: ``context`` must be at least this.
         name: the clip's name in messages.
+        read_notes: what reading the file assumed (e.g. the array layout), put first in ``notes``.
 
     Returns:
         The prepared context frames and a description of the changes.
@@ -139,9 +141,15 @@ def prepare_clip(
         )
     frames = clip[-context:]
     frames = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    if not bool(torch.isfinite(frames).all()) or frames.min() < 0 or frames.max() > 1:
-        raise DataError(f"{name}: values must be finite and in [0, 1] (or uint8 0..255)")
-    notes: list[str] = []
+    if not bool(torch.isfinite(frames).all()):
+        from crevnet.data.video import describe_nonfinite
+
+        where = describe_nonfinite(frames, f"(frame of the last {context}, C, H, W)")
+        raise DataError(f"{name}: {where}; expected finite values in [0, 1] (or uint8 0..255)")
+    if frames.min() < 0 or frames.max() > 1:
+        low, high = float(frames.min()), float(frames.max())
+        raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
+    notes: list[str] = list(read_notes)
     target = _target_size(size, h, w, factor)
     if target != (h, w):
         shrink = target[0] <= h and target[1] <= w
@@ -154,7 +162,9 @@ def prepare_clip(
         notes.append(f"resized {h}×{w} -> {target[0]}×{target[1]} (H×W)")
     if c != in_channels:
         if in_channels == 1:
-            weights = frames.new_tensor(_GREY_WEIGHTS).view(1, 3, 1, 1)
+            from crevnet.data.video import GREY_WEIGHTS
+
+            weights = frames.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
             frames = (frames * weights).sum(1, keepdim=True)
         elif c == 1:
             frames = frames.expand(-1, in_channels, -1, -1)
@@ -173,7 +183,7 @@ def _as_loaded(
     if isinstance(model_or_ckpt, LoadedModel):
         return model_or_ckpt
     if isinstance(model_or_ckpt, CrevNet):
-        return LoadedModel(model_or_ckpt, model_or_ckpt.config, {"context": 10, "frame_size": None})
+        return LoadedModel(model_or_ckpt, model_or_ckpt.config, CheckpointMeta())
     return load_model(model_or_ckpt, map_location=device)
 
 
@@ -215,31 +225,25 @@ def predict_clip(
         raise DataError(f"--horizon {horizon!r}: expected a positive number of frames to predict")
     dev = resolve_device(device)
     loaded = _as_loaded(model_or_ckpt, dev)
+    read_notes: list[str] = []
     if isinstance(clip, (str, os.PathLike)):
         from crevnet.data.video import read_clip
 
         name = str(clip)
-        clip = read_clip(clip)
+        clip = read_clip(clip, notes=read_notes)
     else:
         name = "clip"
     config = loaded.config
     if size is None:
         size = "keep" if isinstance(model_or_ckpt, CrevNet) else "train"
     if size == "train":
-        recorded = loaded.meta.get("frame_size") or DEFAULT_FRAME_SIZE
-        size = (int(recorded[0]), int(recorded[1]))
-    k = int(loaded.meta.get("context") or 10) if context is None else context
+        size = (int(loaded.meta.frame_size[0]), int(loaded.meta.frame_size[1]))
+    k = loaded.meta.context if context is None else context
     prepared = prepare_clip(
-        clip, config.encoder.in_channels, config.encoder.downsample, size, k, config.window, name
+        clip, config.encoder.in_channels, config.encoder.downsample, size, k, config.window, name, read_notes
     )
-    model = loaded.model.to(dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
-    finally:
-        model.train(was_training)
+    with evaluating(loaded.model.to(dev)) as model:
+        pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
     pred = pred.float().cpu().clamp(0.0, 1.0)
     return (pred, prepared) if return_prepared else pred
 
@@ -302,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name (mmnist-cpu)",
+        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
+        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
     )
     parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
     parser.add_argument("--horizon", type=int, default=10, help="number of frames to predict (default 10)")
@@ -332,22 +337,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crevnet predict``; returns the exit status (errors are raised for the dispatcher)."""
+    from crevnet.io.runs import resolve_checkpoint
+
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.stream:
         from crevnet.predict_stream import main as stream_main
 
         return stream_main(args)
+    # Every argument is checked before any work (loading, reading, predicting).
     out = Path(args.out)
-    _check_output(out)  # before the slow parts
+    _check_output(out)
+    if out.is_dir():
+        raise DataError(
+            f"--out {out}: is a directory; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
+        )
     size = parse_size(args.size)
     if args.horizon < 1:
         raise DataError(f"--horizon {args.horizon}: expected a positive number of frames to predict")
+    if args.context is not None and args.context < 1:
+        raise DataError(f"--context {args.context}: expected a positive number of observed frames")
+    if not args.fps > 0:
+        raise DataError(f"--fps {args.fps:g}: expected a positive frame rate")
+    if not Path(args.input).exists():
+        raise DataError(f"--input {args.input}: no such file or folder (expected a clip)")
     device = resolve_device(args.device)
-    loaded = load_model(args.ckpt, map_location=device)
+    ckpt = resolve_checkpoint(args.ckpt)
+    if not ckpt.is_file():
+        raise CheckpointError(f"--ckpt {args.ckpt}: checkpoint not found")
+    loaded = load_model(ckpt, map_location=device)
     pred, prepared = predict_clip(
         loaded, args.input, args.horizon, args.context, size, device, return_prepared=True
     )
-    print(f"crevnet predict: {prepared.summary}", file=sys.stderr)
+    print(f"crevnet predict: {prepared.summary}", file=sys.stderr)  # incl. the layout assumed for arrays
     write_prediction(pred, out, prepared.context, args.with_context, args.fps)
     print(f"wrote {out} ({len(pred)} predicted frames)")
     return 0

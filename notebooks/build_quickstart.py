@@ -49,7 +49,7 @@ Everything comes from the package; the notebook itself holds no model code.
 **Running it.** Open it from the `notebooks/` folder of a crevnet checkout (`pip install -e .` done).
 MNIST is read from `$CREVNET_DATA_DIR` or the repository's `data/` folder, and downloaded there if it
 is missing. Section 4 trains for `TRAIN_MINUTES` (2 by default) unless
-`runs/quickstart/checkpoints/last.ckpt` exists. The whole notebook takes about 3 minutes on 2 CPU
+`runs/quickstart` holds a run (its newest one is used). The whole notebook takes about 3 minutes on 2 CPU
 cores. With `CREVNET_NOTEBOOK_FAST=1` in the environment
 every step is cut short (3 training steps, 8 test sequences, always a fresh model), and the whole
 run takes about 25 seconds: that is how CI executes it.""",
@@ -78,7 +78,7 @@ if not (REPO / "configs" / "quickstart.yaml").is_file():
         f"{REPO / 'configs' / 'quickstart.yaml'} not found: start this notebook from the "
         "notebooks/ folder of a crevnet checkout"
     )
-QUICKSTART_CKPT = REPO / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+QUICKSTART_RUNS = REPO / "runs" / "quickstart"  # each run of the quickstart config: a folder
 
 torch.manual_seed(0)
 print(f"crevnet {crevnet.__version__}, torch {torch.__version__}, "
@@ -276,15 +276,16 @@ would train it, through the same command-line entry point, with a shorter time l
 to `runs/notebook/` (git-ignored), or to a temporary folder in fast mode.
 
 If you have already trained the quickstart model from the command line (about 13 minutes on 2 CPU
-cores), the notebook loads `runs/quickstart/checkpoints/last.ckpt` instead of training.""",
+cores), the notebook loads the newest run in `runs/quickstart` instead of training.""",
     ),
     (
         "code",
         """\
+from crevnet.io.runs import newest_run, resolve_checkpoint
 from crevnet.train.cli import main as crevnet_cli  # what `crevnet fit|validate|test` runs
 
-if QUICKSTART_CKPT.is_file() and not FAST:
-    ckpt_path = QUICKSTART_CKPT
+if newest_run(QUICKSTART_RUNS) is not None and not FAST:
+    ckpt_path = resolve_checkpoint(QUICKSTART_RUNS)
     print(f"using the checkpoint trained with `crevnet fit`: {ckpt_path}")
 else:
     run_dir = Path(tempfile.mkdtemp(prefix="crevnet-notebook-")) if FAST else REPO / "runs"
@@ -310,7 +311,7 @@ else:
         ]
     start = time.monotonic()
     crevnet_cli(args)
-    ckpt_path = run_dir / "notebook" / "checkpoints" / "last.ckpt"
+    ckpt_path = resolve_checkpoint(run_dir / "notebook")  # the newest run's last.ckpt
     print(f"trained for {time.monotonic() - start:.0f} s; checkpoint {ckpt_path}")""",
     ),
     (
@@ -387,7 +388,7 @@ model reaches an MSE of about 22 after days of GPU training. To go further:
 
 * `crevnet fit --config configs/quickstart.yaml`: the full quickstart run (about 13 minutes on
   2 CPU cores); rerun this notebook afterwards to see that model here.
-* `crevnet evaluate --ckpt runs/quickstart/checkpoints/last.ckpt`: metrics, a Markdown report, a
+* `crevnet evaluate --ckpt runs/quickstart` (its newest run): metrics, a Markdown report, a
   per-horizon plot, GIFs and a contact sheet.
 * `crevnet predict --ckpt ... --input clip.mp4 --horizon 10 --out prediction.gif`: predict any clip.
 * `configs/mmnist_crevnet3d.yaml`: the paper's 3-D model, meant for a GPU (one training step takes

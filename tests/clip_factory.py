@@ -26,7 +26,7 @@ trainer:
   enable_model_summary: false
   logger:
     class_path: lightning.pytorch.loggers.CSVLogger
-    init_args: {save_dir: runs, name: folder}
+    init_args: {name: folder}
   callbacks:
     - class_path: crevnet.train.callbacks.FitReport
       init_args: {test_set: null, batch_size: 2}

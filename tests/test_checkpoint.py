@@ -167,3 +167,20 @@ def test_errors_weights_do_not_match_config(fitted: tuple[Path, torch.nn.Module]
     wider["hyper_parameters"]["net"]["predictor"]["kernel_size"] = 5  # valid config, other shapes
     with pytest.raises(CheckpointError, match=r"weights do not match .* of another shape"):
         load_model(_write_variant(tmp_path, wider, "wider.ckpt"))
+
+
+def test_the_compatibility_check_ignores_run_options_older_checkpoints_recorded(
+    fitted: tuple[Path, torch.nn.Module],
+) -> None:
+    from crevnet.io.checkpoint import check_compatible
+
+    path, _ = fitted
+    raw = _raw(path)
+    current = copy.deepcopy(raw["hyper_parameters"]["net"])
+    raw["hyper_parameters"]["net"]["encoder"]["memory_saving"] = True  # what older versions wrote
+    raw["hyper_parameters"]["net"]["predictor"]["bf16"] = False
+    check_compatible(raw, current, "old.ckpt")  # the same network: no error
+    current["predictor"]["layers"] += 1
+    with pytest.raises(CheckpointError, match=r"old\.ckpt was trained .*predictor\.layers") as err:
+        check_compatible(raw, current, "old.ckpt")
+    assert "memory_saving" not in str(err.value) and "bf16" not in str(err.value)

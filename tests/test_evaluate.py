@@ -156,7 +156,16 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
     assert samples.prediction.shape == (3, HORIZON, 1, SIZE, SIZE) and samples.indices == (0, 1, 2)
     written = write_report({**one, "checkpoint": "x.ckpt"}, tmp_path / "r", samples)
     assert sorted(written) == sorted(
-        ["metrics", "report", "per_horizon", "contact_sheet", "sample_0", "sample_1", "sample_2"]
+        [
+            "metrics",
+            "report",
+            "per_horizon",
+            "contact_sheet",
+            "prediction_gif",
+            "sample_0",
+            "sample_1",
+            "sample_2",
+        ]
     )
     assert all(p.is_file() for p in written.values())
     assert not [p for p in (tmp_path / "r").rglob(".*")]  # no temporary files left behind

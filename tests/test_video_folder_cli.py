@@ -47,7 +47,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, clip_factory) -> dict[str, Pat
         "base": base,
         "root": root,
         "config": config,
-        "ckpt": base / "runs" / "folder" / "checkpoints" / "last.ckpt",
+        "ckpt": base / "runs" / "folder" / "version_0" / "checkpoints" / "last.ckpt",
         "version": base / "runs" / "folder" / "version_0",
     }
 
@@ -69,7 +69,7 @@ def test_fit_records_the_split_and_reports_on_the_held_out_clips(run: dict[str, 
     report = json.loads((run["version"] / "report" / "metrics.json").read_text())
     assert set(report["baselines"]) == {"zeros", "copy_last", "mean_context"}
     assert report["test_set"].startswith(f"held-out test clips of {run['root']}")
-    assert _is_colour(np.asarray(Image.open(run["version"] / "report" / "prediction.png").convert("RGB")))
+    assert _is_colour(np.asarray(Image.open(run["version"] / "report" / "contact_sheet.png").convert("RGB")))
 
 
 def test_evaluate_a_folder_scores_the_held_out_clips_beside_three_baselines(

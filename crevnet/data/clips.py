@@ -32,9 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crevnet.data.atomic import atomic_write_bytes
 from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
+from crevnet.io.atomic import atomic_write_bytes
 
 __all__ = [
     "VIDEO_SUFFIXES",

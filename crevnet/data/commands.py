@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from crevnet.data.atomic import atomic_write
 from crevnet.data.fashion_mnist import IMAGE_SETS, image_set
 from crevnet.data.mnist import ensure_mnist, load_mnist, verify_mnist_file
 from crevnet.data.paths import DATA_DIR_ENV, resolve_data_dir
@@ -27,6 +26,7 @@ from crevnet.data.testset import (
     load_test_set,
 )
 from crevnet.errors import ChecksumError
+from crevnet.io.atomic import atomic_write
 
 __all__ = ["build_parser", "main"]
 

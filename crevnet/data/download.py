@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from crevnet.data.atomic import atomic_write
 from crevnet.errors import ChecksumError, DataError
+from crevnet.io.atomic import atomic_write
 
 __all__ = ["Opener", "download_file", "md5_of_file"]
 

@@ -17,7 +17,6 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from crevnet.data.atomic import atomic_write_bytes
 from crevnet.data.clips import ClipInfo
 from crevnet.data.framing import Framing, ResizeMode
 from crevnet.data.sampler import EpochSampler, ResumableLoader
@@ -35,6 +34,7 @@ from crevnet.data.video_folder import (
     windows_test_set,
 )
 from crevnet.errors import DataError
+from crevnet.io.atomic import atomic_write_bytes
 
 __all__ = ["VideoFolderDataModule"]
 

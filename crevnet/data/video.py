@@ -21,19 +21,28 @@ Formats:
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+# FFmpeg (inside OpenCV) prints its own lines ("moov atom not found") on stderr before our one-line
+# error; quiet unless the user asked for a level. Read when OpenCV first opens a video.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import cv2
 import numpy as np
 import torch
 
-from crevnet.data.atomic import atomic_path, atomic_write, atomic_write_bytes
-from crevnet.errors import DataError
+from crevnet.errors import DataError, OutputError
+from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
 
 __all__ = [
+    "GREY_WEIGHTS",
     "IMAGE_SUFFIXES",
+    "SHEET_COLUMNS",
+    "count_video_frames",
+    "describe_nonfinite",
     "error_frames",
     "read_clip",
     "write_contact_sheet",
@@ -49,31 +58,63 @@ _NPZ_KEYS = ("video", "clip", "frames")
 _ARRAY_LAYOUTS = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4}"
 # Container suffix -> FourCC used by write_video.
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, RGB order
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights of (R, G, B): the one colour -> grey conversion (also ``predict``'s)."""
+SHEET_COLUMNS = 20
+"""Frames per line of a contact sheet; a longer row wraps onto more lines."""
+
+
+def describe_nonfinite(values: np.ndarray | torch.Tensor, layout: str) -> str | None:
+    """E.g. ``"3 non-finite value(s) (NaN or inf) of 4096, the first at (T, H, W, C) = (0, 5, 7, 0)"``.
+
+    Returns None when every value is finite.
+    """
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    bad = ~np.isfinite(array)
+    count = int(bad.sum())
+    if not count:
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{count} non-finite value(s) (NaN or inf) of {array.size}, the first at {layout} = {first}"
 
 
 # ----------------------------------------------------------------------------------------------
 # Reading. Every reader returns float32 (T, H, W, C) in [0, 1], C in {1, 3}, RGB.
 
 
-def _array_to_thwc(array: np.ndarray, name: str) -> np.ndarray:
+def _array_to_thwc(array: np.ndarray, name: str, notes: list[str] | None = None) -> np.ndarray:
+    shape = tuple(array.shape)
     if array.ndim == 3:
+        layout = "(T, H, W)"
         array = array[..., None]
     elif array.ndim == 4:
         first, last = array.shape[1] in (1, 3, 4), array.shape[3] in (1, 3, 4)
         if first:
+            layout = "(T, C, H, W)"
             array = array.transpose(0, 2, 3, 1)
-        elif not last:
-            raise DataError(f"{name}: array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+        elif last:
+            layout = "(T, H, W, C)"
+        else:
+            raise DataError(f"{name}: array of shape {shape}; expected {_ARRAY_LAYOUTS}")
     else:
-        raise DataError(f"{name}: array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+        raise DataError(f"{name}: array of shape {shape}; expected {_ARRAY_LAYOUTS}")
     if min(array.shape) == 0:
-        raise DataError(f"{name}: empty array of shape {array.shape}; expected {_ARRAY_LAYOUTS}")
+        raise DataError(f"{name}: empty array of shape {shape}; expected {_ARRAY_LAYOUTS}")
+    if notes is not None:
+        note = f"array {shape} read as {layout}: {shape[0]} frames"
+        if layout != "(T, H, W)":
+            note += f" of {array.shape[3]} channel(s)"
+            if layout == "(T, C, H, W)" and shape[1] == 3:
+                note += " (if it is a (T, N, H, W) set of 3 grey sequences, give one: array[:, i])"
+        notes.append(note)
     if array.shape[3] == 4:
         array = array[..., :3]
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if np.issubdtype(array.dtype, np.floating):
+        nonfinite = describe_nonfinite(array, "(T, H, W, C)")
+        if nonfinite:
+            raise DataError(f"{name}: {nonfinite}; expected finite values in [0, 1] (or uint8 0..255)")
         low, high = float(np.min(array)), float(np.max(array))
         if not (low >= 0.0 and high <= 1.0):
             raise DataError(
@@ -84,15 +125,15 @@ def _array_to_thwc(array: np.ndarray, name: str) -> np.ndarray:
     raise DataError(f"{name}: dtype {array.dtype}; expected uint8 or float in [0, 1]")
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, notes: list[str] | None = None) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{path}: not a readable .npy file ({err})") from err
-    return _array_to_thwc(array, str(path))
+    return _array_to_thwc(array, str(path), notes)
 
 
-def _load_npz(path: Path) -> np.ndarray:
+def _load_npz(path: Path, notes: list[str] | None = None) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
@@ -110,10 +151,10 @@ def _load_npz(path: Path) -> np.ndarray:
         raise
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from err
-    return _array_to_thwc(array, f"{path}[{key}]")
+    return _array_to_thwc(array, f"{path}[{key}]", notes)
 
 
-def _load_capture(path: Path) -> np.ndarray:
+def _load_capture(path: Path, notes: list[str] | None = None) -> np.ndarray:
     capture = cv2.VideoCapture(str(path))
     frames: list[np.ndarray] = []
     try:
@@ -129,7 +170,7 @@ def _load_capture(path: Path) -> np.ndarray:
     return np.stack(frames).astype(np.float32) / 255.0
 
 
-def _load_gif(path: Path) -> np.ndarray:
+def _load_gif(path: Path, notes: list[str] | None = None) -> np.ndarray:
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
@@ -174,7 +215,7 @@ def _load_folder(path: Path) -> np.ndarray:
     return np.stack(images)
 
 
-_READERS: dict[str, Callable[[Path], np.ndarray]] = {
+_READERS: dict[str, Callable[[Path, list[str] | None], np.ndarray]] = {
     ".npy": _load_npy,
     ".npz": _load_npz,
     ".mp4": _load_capture,
@@ -186,7 +227,10 @@ _READERS: dict[str, Callable[[Path], np.ndarray]] = {
 
 
 def read_clip(
-    path: str | os.PathLike[str], grayscale: bool = False, size: tuple[int, int] | None = None
+    path: str | os.PathLike[str],
+    grayscale: bool = False,
+    size: tuple[int, int] | None = None,
+    notes: list[str] | None = None,
 ) -> torch.Tensor:
     """Read a clip from an array file, a video, a GIF or a folder of images.
 
@@ -195,6 +239,8 @@ def read_clip(
             images (sorted by name).
         grayscale: Convert colour to one grey channel (BT.601 weights).
         size: Resize every frame to (H, W) (area interpolation when shrinking, bilinear otherwise).
+        notes: if given, a line saying which layout was assumed for an array is appended to it
+            (``crevnet predict`` prints it on stderr).
 
     Returns:
         The clip, float32 in [0, 1]; C = 1 for grey arrays/images or with ``grayscale``, else 3 (RGB).
@@ -217,9 +263,9 @@ def read_clip(
                 f"{path}: unknown clip type {path.suffix!r}; expected a folder of images or one of "
                 f"{', '.join(_READERS)}"
             )
-        frames = reader(path)
+        frames = reader(path, notes)
     if grayscale and frames.shape[3] == 3:
-        frames = (frames @ _GREY_WEIGHTS)[..., None]
+        frames = (frames @ np.array(GREY_WEIGHTS, dtype=np.float32))[..., None]
     if size is not None:
         frames = _resize(frames, size, path)
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))  # (T, C, H, W)
@@ -293,9 +339,14 @@ def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], f
         previous = frame
         images.append(Image.fromarray(frame))
     duration = max(1, round(1000.0 / fps))
-    with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
-    return Path(path)
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    buffer.seek(0)
+    with Image.open(buffer) as check:  # verify before anything reaches the disk
+        frames_written = getattr(check, "n_frames", 1)
+    if frames_written != len(images):
+        raise DataError(f"cannot write {path}: the GIF encoder kept {frames_written} of {len(images)} frames")
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 def write_video(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
@@ -312,9 +363,19 @@ def write_video(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str],
         raise DataError(f"{path}: fps must be > 0, got {fps}")
     array = _to_uint8(frames, str(path))
     height, width = array.shape[1:3]
-    with atomic_path(path) as tmp:
+
+    def verify(tmp: Path) -> str | None:
+        # OpenCV's VideoWriter reports no write error (a full disk gives an empty or broken file): re-open
+        # the file and count its frames before it replaces anything.
+        found = count_video_frames(tmp)
+        return None if found == len(array) else f"the video holds {found} readable of {len(array)} frames"
+
+    with atomic_path(path, verify) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if not writer.isOpened():
+            free = free_bytes(path.parent)
+            if free is not None and free < (1 << 20):
+                raise OutputError(f"cannot write {path}: disk full ({free} bytes free); free some space")
             raise DataError(f"{path}: OpenCV cannot write {fourcc} video of size {width}x{height}")
         try:
             for frame in array:
@@ -322,6 +383,18 @@ def write_video(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str],
         finally:
             writer.release()
     return path
+
+
+def count_video_frames(path: str | os.PathLike[str]) -> int:
+    """Frames OpenCV can decode from a video file (0 for an unreadable one)."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    try:
+        while capture.isOpened() and capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    return count
 
 
 def write_mp4(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
@@ -378,17 +451,21 @@ def write_contact_sheet(
     path: str | os.PathLike[str],
     scale: int = 2,
     gap: int = 2,
+    columns: int = SHEET_COLUMNS,
 ) -> Path:
     """Write a PNG grid: one labelled row per clip (e.g. context | ground truth | prediction | error).
 
     Rows may have different numbers of frames; all frames must share one (H, W). Grey rows are
-    shown grey, colour rows in colour; the label is drawn left of each row.
+    shown grey, colour rows in colour; the label is drawn left of each row. A row longer than
+    ``columns`` frames wraps onto more lines (labelled ``"<label> t=k.."``), so a long clip gives a
+    tall sheet, not a strip thousands of frames wide.
 
     Args:
         rows: (label, frames) pairs; frames (T, C, H, W) or (T, H, W), float in [0, 1] or uint8.
         path: Output ``.png``.
         scale: Integer upscaling of every frame (nearest neighbour).
         gap: Pixels between frames and rows.
+        columns: Most frames per line (>= 1).
 
     Returns:
         ``path`` as a Path.
@@ -396,9 +473,14 @@ def write_contact_sheet(
     path = Path(path)
     if not rows:
         raise DataError(f"{path}: no rows to draw; expected (label, frames) pairs")
-    if scale < 1 or gap < 0:
-        raise DataError(f"{path}: need scale >= 1 and gap >= 0, got scale={scale}, gap={gap}")
-    clips = [(label, _to_uint8(frames, f"{path} row {label!r}")) for label, frames in rows]
+    if scale < 1 or gap < 0 or columns < 1:
+        raise DataError(f"{path}: need scale >= 1, gap >= 0 and columns >= 1, got {scale}, {gap}, {columns}")
+    clips = []
+    for label, frames in rows:
+        clip = _to_uint8(frames, f"{path} row {label!r}")
+        for first in range(0, len(clip), columns):
+            shown = label if first == 0 else f"{label} t={first}.."
+            clips.append((shown, clip[first : first + columns]))
     sizes = {clip.shape[1:3] for _, clip in clips}
     if len(sizes) != 1:
         raise DataError(f"{path}: rows have frame sizes {sorted(sizes)}; expected one (H, W)")

@@ -3,7 +3,7 @@
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
 from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.conv import Conv3d, native_backward
-from crevnet.nn.coupling import AdditiveCoupling, RevNetCoupling, merge_halves, split_halves
+from crevnet.nn.coupling import merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import MemorySaving, ReversibleStep, SavedTensorCounter, recomputed, reversible_chain
 from crevnet.nn.model import CrevNet, CrevNetConfig, load_config, sliding_windows, without_run_options
@@ -16,11 +16,10 @@ from crevnet.nn.predictor import (
     ReversiblePredictor,
     TwoConvGate,
 )
-from crevnet.nn.reshape import SpaceToDepth, depth_to_space, space_to_depth
+from crevnet.nn.reshape import depth_to_space, space_to_depth
 from crevnet.nn.stream import FrameStream, StreamGraphs
 
 __all__ = [
-    "AdditiveCoupling",
     "AdditiveUpdate",
     "Conv3d",
     "ConvLSTMCell",
@@ -37,11 +36,9 @@ __all__ = [
     "PredictorConfig",
     "PredictorState",
     "ResidualFunction",
-    "RevNetCoupling",
     "ReversiblePredictor",
     "ReversibleStep",
     "SavedTensorCounter",
-    "SpaceToDepth",
     "SpatioTemporalLSTMCell",
     "StreamGraphs",
     "TwoConvGate",

@@ -11,9 +11,8 @@ channels into two halves along the channel axis, input channels ``c < C/2`` land
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-__all__ = ["SpaceToDepth", "check_divisible", "depth_to_space", "space_to_depth"]
+__all__ = ["check_divisible", "depth_to_space", "space_to_depth"]
 
 
 def check_divisible(height: int, width: int, factor: int, what: str = "input") -> None:
@@ -70,17 +69,3 @@ def depth_to_space(y: torch.Tensor) -> torch.Tensor:
     # axes: 0 b, 1 c, 2 dy, 3 dx, 4..4+n-1 s, 4+n h, 5+n w
     perm = (0, 1, *range(4, 4 + n), 4 + n, 2, 5 + n, 3)
     return y.permute(perm).reshape(b, c, *s, 2 * h, 2 * w)  # (B, C, *S, 2H, 2W)
-
-
-class SpaceToDepth(nn.Module):
-    """Invertible 2×2 space-to-depth as a module (``psi``): ``forward`` and ``inverse``.
-
-    Shape:
-        forward: (B, C, *S, H, W) -> (B, 4C, *S, H/2, W/2); inverse: the reverse.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return space_to_depth(x)
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return depth_to_space(y)

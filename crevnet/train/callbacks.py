@@ -73,14 +73,11 @@ class SampleLogger(L.Callback):
     ) -> Path:
         """Predict ``clips`` and write the PNG (and GIF); returns the PNG's path."""
         from crevnet.data.video import write_contact_sheet, write_gif
-        from crevnet.train.report import prediction_grid
+        from crevnet.inference import evaluating
+        from crevnet.report import prediction_grid
 
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
+        with evaluating(pl_module):
             pred, target = pl_module.predict_future(clips)
-        finally:
-            pl_module.train(was_training)
         pred, target, clips = pred.float().cpu(), target.cpu(), clips.cpu()
         out = run_dir(trainer) / "samples"
         png = out / f"step_{step:07d}.png"
@@ -110,8 +107,10 @@ class WallClockLog(L.Callback):
 class FitReport(L.Callback):
     """At the end of ``fit``: evaluate on a test set next to the baselines and write the report.
 
-    Calls :func:`crevnet.train.report.write_report` on rank 0 and writes ``metrics.json``,
-    ``prediction.gif`` and ``prediction.png`` into ``out_dir`` (default: ``<run dir>/report``).
+    Calls :func:`crevnet.train.report.report_model` on rank 0, which writes the same report folder as
+    ``crevnet evaluate`` (``metrics.json``, ``report.md`` with a verdict weighing every metric,
+    ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``, ``samples/``) into ``out_dir``
+    (default: ``<run dir>/report``), whole or not at all.
 
     Args:
         test_set: "surrogate", "standard", a path to a (T, N, H, W) uint8 ``.npy``, or None: the
@@ -142,7 +141,9 @@ class FitReport(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate the final weights and write the report; print where it went."""
-        from crevnet.train.report import write_report
+        from crevnet.checkpoint import DEFAULT_CONTEXT
+        from crevnet.report import verdict
+        from crevnet.train.report import report_model
 
         if trainer.interrupted:
             return
@@ -154,13 +155,13 @@ class FitReport(L.Callback):
         if test_set is None:  # the data module's own test set
             trainer.datamodule.setup("test")
             test_set = trainer.datamodule.test_data
-        self.report = write_report(
+        self.report = report_model(
             pl_module.net,
             out,
             test_set=test_set,
             num_sequences=self.num_sequences,
             data_dir=data_dir,
-            context=getattr(pl_module, "context", 10),
+            context=getattr(pl_module, "context", DEFAULT_CONTEXT),
             batch_size=self.batch_size,
             extra={
                 "global_step": trainer.global_step,
@@ -177,6 +178,7 @@ class FitReport(L.Callback):
             f"{self.report['mse_vs_zeros']:.3f} × zeros), SSIM {model['ssim']:.3f} "
             f"(zeros {zeros['ssim']:.3f}, copy-last {last['ssim']:.3f})"
         )
+        print("crevnet: " + " ".join(verdict(self.report)))
         for logger in trainer.loggers:
             logger.log_metrics(
                 {

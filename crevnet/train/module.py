@@ -19,27 +19,14 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
-from crevnet.checkpoint import config_to_dict
-from crevnet.errors import CheckpointError
+from crevnet.io.checkpoint import check_compatible, config_diff, config_to_dict
 from crevnet.metrics import frame_mse, frame_ssim
 from crevnet.nn.memory import MemorySaving
-from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows, without_run_options
+from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
 __all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
-
-
-def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """``"key: checkpoint a, config b"`` for every (nested) key whose values differ."""
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            diffs += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            diffs.append(f"{prefix}{key}: checkpoint {a!r}, config {b!r}")
-    return diffs
 
 
 class CrevNetModule(L.LightningModule):
@@ -296,16 +283,7 @@ class CrevNetModule(L.LightningModule):
         Raises:
             CheckpointError: the checkpoint's ``net`` differs from this module's, or is absent.
         """
-        saved = checkpoint.get("hyper_parameters", {}).get("net")
-        if not isinstance(saved, Mapping):
-            raise CheckpointError(
-                "checkpoint has no 'net' hyperparameters; expected one written by crevnet fit"
-            )
-        diffs = config_diff(without_run_options(saved), self.hparams.net)
-        if diffs:
-            raise CheckpointError(
-                "checkpoint was trained with a different model config (model.net): " + "; ".join(diffs)
-            )
+        check_compatible(checkpoint, self.hparams.net, "the checkpoint")
         extra = checkpoint.get("crevnet", {})
         self._elapsed_before = float(extra.get("train_seconds", 0.0))
         size = extra.get("frame_size")

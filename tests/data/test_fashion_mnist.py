@@ -133,7 +133,7 @@ def test_fit_then_evaluate_use_the_fashion_images(tiny, tmp_path: Path, monkeypa
     fit = ["fit", "--config", str(smoke), "--trainer.max_steps", "2", "--data.images", "fashion_mnist"]
     fit += ["--data.data_dir", str(root), "--data.val_digits", "4", "--data.download", "false"]
     assert run_cli(*fit)[0] == 0
-    ckpt = tmp_path / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "runs" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     code, out, err = run_cli(
         "evaluate", "--ckpt", str(ckpt), "--data-dir", str(root), "--limit", "3", "--no-progress"
     )

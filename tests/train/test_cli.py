@@ -49,7 +49,7 @@ def test_smoke_config_trains_and_the_loss_falls(smoke_env: Path) -> None:
     assert len(val) == 2 and val[-1] < val[0]
     recon = _losses(version / "metrics.csv", "val/recon_max_abs")
     assert recon and max(recon) < 1e-4  # the autoencoder stays lossless
-    checkpoint = load_checkpoint_file(smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt")
+    checkpoint = load_checkpoint_file(version / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 24
     assert (version / "config.yaml").is_file()
 
@@ -94,7 +94,7 @@ def test_resume_continues_exactly_like_a_straight_run(
     straight = _fit(smoke_env / "a", common)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit(smoke_env / "b", common, [_Interrupt(interrupt_at)])
-    last = smoke_env / "b" / "smoke" / "checkpoints" / "last.ckpt"
+    last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(last)["global_step"] == interrupt_at
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*dataloader is not resumable.*")
@@ -119,10 +119,10 @@ def test_resume_continues_exactly_like_a_straight_run(
 
 
 def test_resume_without_a_checkpoint_and_a_foreign_checkpoint_are_clear_errors(smoke_env: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"no last\.ckpt"):
+    with pytest.raises(CheckpointError, match=r"no run under runs/smoke holds checkpoints/last\.ckpt"):
         main(["fit", "--config", str(SMOKE), *QUIET, "--ckpt_path", "last"])
     assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=1"]) == 0
-    ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    ckpt = smoke_env / "runs" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(ckpt)["global_step"] == 1  # saved at the end, not only at validation
     other_layers = "--model.net.predictor.layers=3"
     args = ["validate", "--config", str(SMOKE), *QUIET, other_layers, "--ckpt_path", str(ckpt)]
@@ -136,7 +136,7 @@ def test_resume_without_a_checkpoint_and_a_foreign_checkpoint_are_clear_errors(s
 
 def test_validate_and_test_log_metrics_under_the_test_set_name(smoke_env: Path) -> None:
     assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=2"]) == 0
-    ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    ckpt = smoke_env / "runs" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     cli = CrevNetCLI(args=["test", "--config", str(SMOKE), *QUIET, "--ckpt_path", str(ckpt)])
     keys = set(cli.trainer.callback_metrics)
     assert {"test/surrogate/mse", "test/surrogate/ssim"} <= keys

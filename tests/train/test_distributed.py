@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from crevnet.io.runs import resolve_checkpoint
+
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 _DDP_SCRIPT = """
@@ -98,4 +100,6 @@ def test_wandb_logger_runs_offline_without_login(smoke_env: Path) -> None:
     runs = list((smoke_env / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list((smoke_env / "wb").rglob("*"))
     assert list(runs[0].glob("run-*.wandb")), list(runs[0].iterdir())
-    assert (smoke_env / "wb" / "crevnet-test" / "checkpoints" / "last.ckpt").is_file()
+    # each run has its own folder (wandb names it by the run id); "runs/<name>" finds the newest
+    (last,) = (smoke_env / "wb" / "crevnet-test").glob("*/checkpoints/last.ckpt")
+    assert resolve_checkpoint(smoke_env / "wb" / "crevnet-test") == last

@@ -52,7 +52,8 @@ def test_report_scores_model_and_baselines(smoke_env: Path) -> None:
     assert abs(report["model"]["mse"] - model_mse) < 1e-4 * model_mse
     assert report["mse_vs_zeros"] == report["model"]["mse"] / report["baselines"]["zeros"]["mse"]
     assert (smoke_env / "rep" / "prediction.gif").stat().st_size > 0
-    assert (smoke_env / "rep" / "prediction.png").stat().st_size > 0
+    assert (smoke_env / "rep" / "contact_sheet.png").stat().st_size > 0  # the earlier prediction.png
+    assert "**Verdict.**" in (smoke_env / "rep" / "report.md").read_text()  # the same report as evaluate's
 
 
 def test_fit_writes_samples_and_the_report(smoke_env: Path) -> None:

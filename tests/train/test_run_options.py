@@ -43,7 +43,7 @@ def test_a_run_written_with_full_memory_saving_resumes_with_it_off(smoke_env: Pa
     straight = _fit(smoke_env / "a", [*common, "--model.memory_saving=off"])
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit(smoke_env / "b", [*common, "--model.memory_saving=full"], [_Interrupt(6)])
-    last = smoke_env / "b" / "smoke" / "checkpoints" / "last.ckpt"
+    last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     saved = load_checkpoint_file(last)
     assert saved["global_step"] == 6
     assert "memory_saving" not in saved["hyper_parameters"]  # not part of what the checkpoint records
@@ -65,7 +65,7 @@ def test_a_run_written_with_full_memory_saving_resumes_with_it_off(smoke_env: Pa
 
 def test_a_checkpoint_recording_run_options_in_net_still_loads_and_resumes(smoke_env: Path) -> None:
     assert main(["fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=2"]) == 0
-    ckpt = smoke_env / "runs" / "smoke" / "checkpoints" / "last.ckpt"
+    ckpt = smoke_env / "runs" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(ckpt, weights_only=True)
     net = checkpoint["hyper_parameters"]["net"]
     net["encoder"]["memory_saving"] = True  # what older versions wrote
@@ -76,4 +76,6 @@ def test_a_checkpoint_recording_run_options_in_net_still_loads_and_resumes(smoke
     assert loaded.model.config == CrevNetCLI(args=["--config", str(SMOKE)], run=False).model.net.config
     args = ["--trainer.max_steps=3", "--model.memory_saving=encoder", f"--ckpt_path={old}"]
     assert main(["fit", "--config", str(SMOKE), *QUIET, *args]) == 0
-    assert load_checkpoint_file(ckpt)["global_step"] == 3
+    # started from a file (not --ckpt_path last), the run gets a folder of its own
+    new_run = smoke_env / "runs" / "smoke" / "version_1" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint_file(new_run)["global_step"] == 3
