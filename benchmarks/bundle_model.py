@@ -34,7 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     model = source.model.float()
     target = bundled_path(args.name)
     assert target is not None
-    save_model(model, target, context=source.meta["context"], frame_size=source.meta["frame_size"])
+    meta = source.meta
+    save_model(
+        model,
+        target,
+        context=meta["context"],
+        frame_size=meta["frame_size"],
+        global_step=meta["global_step"],
+        train_seconds=meta["train_seconds"],
+    )
     back = load_model(args.name)
     h, w = source.meta["frame_size"]
     clip = torch.rand(

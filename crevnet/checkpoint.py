@@ -246,6 +246,8 @@ def save_model(
     path: str | os.PathLike[str],
     context: int = DEFAULT_CONTEXT,
     frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE,
+    global_step: int | None = None,
+    train_seconds: float | None = None,
 ) -> Path:
     """Write ``model`` in the layout ``crevnet fit`` uses, atomically; :func:`load_model` reads it.
 
@@ -254,6 +256,8 @@ def save_model(
         path: destination file (``.ckpt``); its folder is created.
         context: frames the model observes before predicting (stored as ``hyper_parameters``).
         frame_size: (H, W) of the training frames, or None if unknown.
+        global_step: optimizer steps the weights were trained for, if known (``meta.global_step``).
+        train_seconds: wall-clock training seconds, if known (``meta.train_seconds``).
 
     Returns:
         ``path`` as a Path.
@@ -263,4 +267,8 @@ def save_model(
         "state_dict": {f"net.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
         "crevnet": {"format": 1, **({"frame_size": list(frame_size)} if frame_size else {})},
     }
+    if global_step is not None:
+        checkpoint["global_step"] = int(global_step)
+    if train_seconds is not None:
+        checkpoint["crevnet"]["train_seconds"] = float(train_seconds)
     return write_checkpoint(checkpoint, path)

@@ -18,6 +18,8 @@ def test_bundled_model_loads_by_name_and_predicts(name):
     loaded = load_model(name)
     assert loaded.meta["path"] == str(path)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    # the model card's facts travel with the weights (save_model's global_step / train_seconds)
+    assert loaded.meta["global_step"] > 1000 and loaded.meta["train_seconds"] > 60
     h, w = loaded.meta["frame_size"]
     context = torch.rand(2, loaded.meta["context"], loaded.config.encoder.in_channels, h, w)
     with torch.no_grad():

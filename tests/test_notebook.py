@@ -147,7 +147,8 @@ def test_notebook_executes_in_fast_mode(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert _number(r"max gradient difference: ([0-9.e+-]+)", text) < 1e-4
     # 4. training ran through the CLI, the checkpoint loaded, the evaluation printed the table
     assert _number(r"([0-9,]+) parameters, \d+ training steps", text) > 0
-    assert _number(r"parameters, (\d+) training steps", text) == 3
+    assert _number(r"your model: [0-9,]+ parameters, (\d+) training steps", text) == 3
+    assert _number(r"bundled mmnist-cpu: ([0-9,]+) training steps", text) > 1000  # the pictures' model
     assert list(tmp_path.glob("crevnet-notebook-*/notebook/version_0/checkpoints/last.ckpt"))
     assert "surrogate test set (seed 1234, N=8)" in text
     zeros_mse = _number(r"zeros\s+([0-9.]+)", text)
