@@ -94,7 +94,19 @@ def _score(path: Path, test: object, context: int, horizon: int, batch_size: int
     return _point(metrics, (loaded.meta.get("train_seconds") or 0.0) / 60.0, loaded.meta.get("global_step"))
 
 
-def _test_set(spec: str, images: str, num: int, checkpoint: Path) -> tuple[object, int, int]:
+def _data_dir(extra: list[str]) -> str | None:
+    """The ``--data.data_dir`` passed through to ``crevnet fit``, if any: the scoring reads the same data."""
+    for i, arg in enumerate(extra):
+        if arg.startswith("--data.data_dir="):
+            return arg.split("=", 1)[1]
+        if arg == "--data.data_dir" and i + 1 < len(extra):
+            return extra[i + 1]
+    return None
+
+
+def _test_set(
+    spec: str, images: str, num: int, checkpoint: Path, data_dir: str | None = None
+) -> tuple[object, int, int]:
     """(test set, context, horizon): a folder is windowed as the checkpoint's training data was."""
     if Path(spec).is_dir():  # the held-out clips of the folder the run trained on
         from crevnet.checkpoint import load_model
@@ -106,7 +118,7 @@ def _test_set(spec: str, images: str, num: int, checkpoint: Path) -> tuple[objec
         return test, context, horizon
     from crevnet.data.testset import load_test_set
 
-    return load_test_set(spec, None, num, images=images), 10, 10
+    return load_test_set(spec, data_dir, num, images=images), 10, 10
 
 
 def _plot(points: list[dict[str, float]], title: str, path: Path) -> None:
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         (run_root / "curve").glob("t-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1].split("-")[0])
     )
     test, context, horizon = _test_set(
-        args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt"
+        args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt", _data_dir(extra)
     )
     reports = sorted(run_root.rglob("report/metrics.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(reports[-1].read_text()) if reports else None

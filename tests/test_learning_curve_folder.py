@@ -72,3 +72,27 @@ def test_prepare_opencv_videos_writes_a_disjoint_split(tmp_path: Path, clip_fact
         19,
     ]
     assert sorted(p.name for p in out.iterdir()) == ["test", "train", "val"]
+
+
+def test_learning_curve_scores_with_the_data_dir_the_fit_was_given(monkeypatch) -> None:
+    # a Fashion-MNIST run points --data.data_dir at its files; the scoring must read the same folder
+    spec = importlib.util.spec_from_file_location(
+        "bench_learning_curve_dd", Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curve.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench._data_dir(["--data.data_dir", "/x/fashion", "--torch_threads", "1"]) == "/x/fashion"
+    assert bench._data_dir(["--data.data_dir=/y"]) == "/y"
+    assert bench._data_dir(["--torch_threads", "1"]) is None
+    seen = {}
+
+    def fake_load(spec, data_dir, num, images):
+        seen.update(spec=spec, data_dir=data_dir, images=images)
+        return [0] * num
+
+    monkeypatch.setattr("crevnet.data.testset.load_test_set", fake_load)
+    test, context, horizon = bench._test_set(
+        "surrogate", "fashion_mnist", 3, Path("unused.ckpt"), "/x/fashion"
+    )
+    assert seen == {"spec": "surrogate", "data_dir": "/x/fashion", "images": "fashion_mnist"}
+    assert (len(test), context, horizon) == (3, 10, 10)
