@@ -9,11 +9,15 @@ Use them in your own tests when you build new invertible layers::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_ATOL", "assert_invertible", "round_trip_errors"]
+if TYPE_CHECKING:
+    from crevnet.nn import CrevNetConfig
+
+__all__ = ["DEFAULT_ATOL", "assert_invertible", "round_trip_errors", "tiny_config"]
 
 #: Default absolute tolerance of a round trip, by dtype. float32 accumulates a few ulps per block; the
 #: paper encoder (12 blocks, values up to ~5) stays under 1e-5, so 1e-4 leaves room for user layers.
@@ -78,3 +82,19 @@ def assert_invertible(
             f"{type(module).__name__} is not invertible within atol={atol:g} ({x.dtype}): "
             f"max|f⁻¹(f(x)) − x| = {err_x:.3e}, max|f(f⁻¹(y)) − y| = {err_y:.3e}"
         )
+
+
+def tiny_config(dims: int, cell: str = "st_lstm") -> CrevNetConfig:
+    """A CrevNet small enough for tests: two encoder stages (2 and 8 channels per half), a 2-layer RPM.
+
+    Args:
+        dims: 3 (3-frame windows, Conv3d) or 2 (single frames, Conv2d).
+        cell: the RPM cell, "st_lstm" or "conv_lstm".
+    """
+    from crevnet.nn import CrevNetConfig, EncoderConfig, PredictorConfig
+
+    return CrevNetConfig(
+        encoder=EncoderConfig(dims=dims, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
+        predictor=PredictorConfig(layers=2, cell=cell),
+        window=3 if dims == 3 else 1,
+    )

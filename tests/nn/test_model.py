@@ -9,23 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig, sliding_windows
+from crevnet.nn import CrevNet, CrevNetConfig, sliding_windows
+from crevnet.testing import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
-TINY = {
-    3: CrevNetConfig(
-        encoder=EncoderConfig(dims=3, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2),
-        window=3,
-    ),
-    2: CrevNetConfig(
-        encoder=EncoderConfig(dims=2, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2),
-        window=1,
-    ),
-}
+TINY = {3: tiny_config(3), 2: tiny_config(2)}
 
 
 def _model(dims: int, **kw) -> CrevNet:

@@ -18,20 +18,10 @@ from crevnet.nn import (
     SavedTensorCounter,
     without_run_options,
 )
+from crevnet.testing import tiny_config
 
 MODES = ["off", "encoder", "full"]
-TINY = {
-    3: CrevNetConfig(
-        encoder=EncoderConfig(dims=3, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2),
-        window=3,
-    ),
-    2: CrevNetConfig(
-        encoder=EncoderConfig(dims=2, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2),
-        window=1,
-    ),
-}
+TINY = {3: tiny_config(3), 2: tiny_config(2)}
 
 
 def _video(dtype: torch.dtype = torch.float64, b: int = 2, t: int = 7, size: int = 8) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig
+from crevnet.nn import CrevNet
 from crevnet.nn.stream import (
     FrameStream,
     StreamGraphs,
@@ -14,19 +14,9 @@ from crevnet.nn.stream import (
     forecast,
     unflatten_state,
 )
+from crevnet.testing import tiny_config
 
-TINY = {
-    3: CrevNetConfig(
-        encoder=EncoderConfig(dims=3, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2),
-        window=3,
-    ),
-    2: CrevNetConfig(
-        encoder=EncoderConfig(dims=2, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2, cell="conv_lstm"),
-        window=1,
-    ),
-}
+TINY = {3: tiny_config(3), 2: tiny_config(2, cell="conv_lstm")}
 
 
 def _model(dims: int) -> CrevNet:
