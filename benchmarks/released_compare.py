@@ -13,7 +13,10 @@ code's ``n_eval = 18`` windows, ``pre_seq_length = 10 − 2`` as OpenSTL's metho
 alternate (released, off, encoder, full, then again ``--rounds`` times) so that a change of load hits
 every variant alike. One JSON line per run: ``variant``, ``step_s`` (median), ``step_s_runs``,
 ``peak_rss_mb`` (CPU) or ``cuda_max_allocated_mb``; then a summary line with each variant's median
-step time over the rounds and its ratio to the released code's.
+step time over the rounds, its ratio to the released code's and the CPU's name. The ratio depends on
+the CPU kind, so it is only meaningful with the name: crevnet's gain came from a faster 3-D conv
+backward than oneDNN's own (crevnet/nn/conv.py), which the released code uses; that gain was measured
+on an AVX2-only AMD EPYC and is small where oneDNN's backward is fast (an AVX-512 Xeon).
 
 On the CPU the released code's hard-coded ``.cuda()`` calls are made no-ops for its run.
 """
@@ -31,6 +34,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from crevnet.device import cpu_name
 
 VARIANTS = ("released", "off", "encoder", "full")
 PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mmnist_crevnet3d.yaml"
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             medians[variant].append(float(row["step_s"]))
             print(json.dumps(row), flush=True)
     summary = {v: round(statistics.median(ts), 3) for v, ts in medians.items()}
-    line: dict[str, object] = {"summary_step_s": summary}
+    line: dict[str, object] = {"summary_step_s": summary, "cpu": cpu_name(), "torch": torch.__version__}
     if "released" in summary:
         line["ratio_to_released"] = {v: round(t / summary["released"], 3) for v, t in summary.items()}
     print(json.dumps(line), flush=True)

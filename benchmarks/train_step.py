@@ -47,6 +47,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from crevnet.device import cpu_name
 from crevnet.nn import CrevNet, MemorySaving, load_config
 from crevnet.nn.conv import native_backward
 from crevnet.train.loss import LossWeights, prediction_loss
@@ -96,17 +97,6 @@ def count_gmac(model: CrevNet, frames: int, size: int) -> float:
     with FlopCounterMode(display=False) as counter:
         model.loss(video)
     return counter.get_total_flops() / 2 / 1e9
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _fit_settings(path: str) -> dict[str, Any]:
@@ -182,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     sampling_prob = fit["sampling"].probability(args.progress)
 
     torch.set_num_threads(args.threads)
-    cpu = _cpu_name()
+    cpu = cpu_name()
     torch.manual_seed(0)
     cfg = load_config(args.config)
     model = CrevNet(cfg)
