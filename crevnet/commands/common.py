@@ -23,6 +23,7 @@ __all__ = [
     "add_context",
     "add_device",
     "add_horizon",
+    "add_model_run",
     "add_size",
     "add_threads",
     "apply_threads",
@@ -139,6 +140,16 @@ def add_context(parser: argparse.ArgumentParser) -> None:
 def add_size(parser: argparse.ArgumentParser, help: str) -> None:
     """``--size``: ``train`` (default), ``keep`` or ``HxW``; read with :func:`parse_size`."""
     parser.add_argument("--size", default="train", help=help)
+
+
+def add_model_run(parser: argparse.ArgumentParser, horizon_default: int | None, horizon_help: str) -> None:
+    """The arguments of a command that runs a checkpoint's model: ``--ckpt``, ``--context``,
+    ``--horizon``, ``--device`` and ``--threads``."""
+    add_ckpt(parser)
+    add_context(parser)
+    add_horizon(parser, horizon_default, horizon_help)
+    add_device(parser)
+    add_threads(parser)
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:

@@ -10,15 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from crevnet.commands.common import (
-    CommandParser,
-    add_ckpt,
-    add_context,
-    add_device,
-    add_horizon,
-    add_threads,
-    apply_threads,
-)
+from crevnet.commands.common import CommandParser, add_model_run, apply_threads
 from crevnet.data.testset import SURROGATE_SEED
 from crevnet.evaluate import evaluate_checkpoint
 
@@ -32,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Metrics of a checkpoint beside the 'zeros' and 'copy last frame' baselines, with a "
         "Markdown report, a per-horizon plot, sample GIFs and a contact sheet.",
     )
-    add_ckpt(parser)
+    add_model_run(parser, None, "predicted frames (default: the rest of each sequence)")
     parser.add_argument(
         "--test-set",
         default="auto",
@@ -50,10 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sequences")
     parser.add_argument("--out", default=None, help="output folder (default: <ckpt folder>/eval_<ckpt name>)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
-    add_device(parser)
-    add_threads(parser)
-    add_context(parser)
-    add_horizon(parser, None, "predicted frames (default: the rest of each sequence)")
     parser.add_argument("--data-dir", default=None, help="data folder (MNIST digits, mnist_test_seq.npy)")
     parser.add_argument("--seed", type=int, default=SURROGATE_SEED, help="seed of the surrogate test set")
     parser.add_argument(

@@ -13,17 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from crevnet.commands.common import (
-    CommandParser,
-    add_ckpt,
-    add_context,
-    add_device,
-    add_horizon,
-    add_size,
-    add_threads,
-    apply_threads,
-    parse_size,
-)
+from crevnet.commands.common import CommandParser, add_model_run, add_size, apply_threads, parse_size
 from crevnet.nn.model import DEFAULT_HORIZON
 from crevnet.predict import predict_file
 from crevnet.predict_stream import run_stream
@@ -38,11 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict the frames that follow a clip (.npy/.npz, .mp4/.avi/.mov/.mkv, .gif or a "
         "folder of images) and write them as .gif, .mp4, .png (contact sheet) or .npy.",
     )
-    add_ckpt(parser)
+    add_model_run(parser, DEFAULT_HORIZON, f"number of frames to predict (default {DEFAULT_HORIZON})")
     parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
-    add_horizon(parser, DEFAULT_HORIZON, f"number of frames to predict (default {DEFAULT_HORIZON})")
     parser.add_argument("--out", required=True, help="output file: .gif, .mp4, .png or .npy")
-    add_context(parser)
     add_size(
         parser,
         "frame size fed to the model: 'train' (the training size, default), 'keep' (the clip's, "
@@ -50,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--with-context", action="store_true", help="put the observed frames first")
     parser.add_argument("--fps", type=float, default=4, help="frame rate of .gif / .mp4 (default 4)")
-    add_device(parser)
-    add_threads(parser)
     parser.add_argument(
         "--stream",
         action="store_true",
