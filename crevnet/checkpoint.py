@@ -26,7 +26,7 @@ from crevnet.errors import CheckpointError
 from crevnet.io.checkpoint import EXPECTED as _EXPECTED
 from crevnet.io.checkpoint import config_to_dict, read_checkpoint, write_checkpoint
 from crevnet.io.runs import resolve_checkpoint
-from crevnet.nn.model import CrevNet, CrevNetConfig
+from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -47,8 +47,6 @@ DEFAULT_FRAME_SIZE = (64, 64)
 _PREFIXES = ("net.", "model.net.", "model.", "")
 _COMPILED = "_orig_mod."  # torch.compile wraps a module and inserts this in every key
 
-DEFAULT_CONTEXT = 10
-"""Observed frames assumed for a checkpoint that does not record its training context (Moving MNIST)."""
 
 # The reader lives in crevnet.io.checkpoint; this name stays for existing imports.
 load_checkpoint_dict = read_checkpoint

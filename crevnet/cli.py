@@ -1,18 +1,20 @@
-"""The ``crevnet`` command line.
+"""The ``crevnet`` command line: dispatches ``crevnet <command>`` to its module in :mod:`crevnet.commands`.
 
 ``crevnet fit | validate | test`` go to Lightning's CLI (YAML configs under ``configs/``);
-``crevnet data``, ``crevnet evaluate`` and ``crevnet predict`` are plain argparse tools. Errors a user
-can act on print one line and exit with status 2, never a traceback.
+``crevnet data``, ``crevnet evaluate``, ``crevnet predict`` and ``crevnet export`` are argparse
+commands. Errors a user can act on print one line and exit with status 2, never a traceback
+(:func:`crevnet.commands.common.run_tool`).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from crevnet.errors import CrevnetError
+from crevnet.commands.common import run_tool
 
-__all__ = ["main", "run_tool"]
+__all__ = ["COMMANDS", "main", "run_tool"]
 
 USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export} ...
 
@@ -25,55 +27,18 @@ USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export} ...
   export     write the encoder, decoder and RPM step as ONNX or TorchScript graphs
 """
 
+COMMANDS = {
+    "fit": "crevnet.commands.fit",
+    "validate": "crevnet.commands.fit",
+    "test": "crevnet.commands.fit",
+    "data": "crevnet.commands.data",
+    "evaluate": "crevnet.commands.evaluate",
+    "predict": "crevnet.commands.predict",
+    "export": "crevnet.commands.export",
+}
+"""Command -> its module (imported on use, so that ``crevnet data`` never loads Lightning)."""
 
-def run_tool(tool: Callable[[list[str]], int], argv: Sequence[str]) -> int:
-    """Run a sub-tool, turning user-facing errors into one line on stderr and exit status 2.
-
-    This is the one error path of every command (``fit``, ``validate`` and ``test`` included): an
-    OS error that did not come through crevnet's writers still names its file and the reason in words.
-    """
-    try:
-        return tool(list(argv))
-    except CrevnetError as err:
-        print(f"crevnet: error: {err}", file=sys.stderr)
-    except OSError as err:
-        from crevnet.io.atomic import describe_os_error
-
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"crevnet: error: {where}{describe_os_error(err)}", file=sys.stderr)
-    except ValueError as err:
-        print(f"crevnet: error: {err}", file=sys.stderr)
-    return 2
-
-
-def _lightning(argv: list[str]) -> int:
-    from crevnet.train.cli import main as lightning_main
-
-    return lightning_main(argv)
-
-
-def _data(argv: list[str]) -> int:
-    from crevnet.data.commands import main as data_main
-
-    return data_main(argv)
-
-
-def _evaluate(argv: list[str]) -> int:
-    from crevnet.evaluate import main as evaluate_main
-
-    return evaluate_main(argv)
-
-
-def _predict(argv: list[str]) -> int:
-    from crevnet.predict import main as predict_main
-
-    return predict_main(argv)
-
-
-def _export(argv: list[str]) -> int:
-    from crevnet.export import main as export_main
-
-    return export_main(argv)
+_LIGHTNING = ("fit", "validate", "test")  # LightningCLI's subcommands: their module gets the name too
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,14 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    command, rest = args[0], args[1:]
-    if command in ("fit", "validate", "test"):
-        return run_tool(_lightning, args)
-    tools = {"data": _data, "evaluate": _evaluate, "predict": _predict, "export": _export}
-    if command not in tools:
+    command = args[0]
+    if command not in COMMANDS:
         print(f"crevnet: error: unknown command {command!r}; see 'crevnet --help'", file=sys.stderr)
         return 2
-    return run_tool(tools[command], rest)
+
+    def run(rest: list[str]) -> int:
+        # imported inside the error path: a missing optional dependency is one line too
+        return importlib.import_module(COMMANDS[command]).main(rest)
+
+    return run_tool(run, args if command in _LIGHTNING else args[1:])
 
 
 if __name__ == "__main__":

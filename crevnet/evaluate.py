@@ -8,22 +8,22 @@ Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
 (``metrics.json``, ``report.md``, ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``,
 ``samples/``) are written by :func:`crevnet.report.write_report` (re-exported here), as one folder that
 appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
-:func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too.
+:func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too;
+:func:`evaluate_checkpoint` is the whole of ``crevnet evaluate`` (its command line is
+:mod:`crevnet.commands.evaluate`).
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from crevnet.checkpoint import DEFAULT_CONTEXT
 from crevnet.data.paths import resolve_data_dir
 from crevnet.data.testset import (
     STANDARD_FILE,
@@ -36,15 +36,16 @@ from crevnet.device import resolve_device
 from crevnet.errors import DataError
 from crevnet.inference import evaluating
 from crevnet.metrics import MetricAccumulator, copy_last_baseline, mean_context_baseline, zeros_baseline
-from crevnet.nn.model import CrevNet
+from crevnet.nn.model import DEFAULT_CONTEXT, DEFAULT_HORIZON, CrevNet, check_horizon
 from crevnet.report import BASELINES, is_report_folder, render_markdown, verdict, write_report
 
 __all__ = [
     "BASELINES",
+    "CheckpointEvaluation",
     "EvaluationSamples",
     "collect_samples",
+    "evaluate_checkpoint",
     "evaluate_model",
-    "main",
     "render_markdown",
     "resolve_device",
     "write_report",
@@ -68,8 +69,7 @@ def _check_lengths(model: CrevNet, frames: int, context: int, horizon: int, sour
         raise DataError(
             f"context={context}: the model needs at least {window} observed frame(s) (its window)"
         )
-    if horizon < 1:
-        raise DataError(f"horizon={horizon}: expected at least 1 frame to predict")
+    check_horizon(horizon)
     if context + horizon > frames:
         raise DataError(
             f"{source}: sequences have {frames} frames; context {context} + horizon {horizon} needs "
@@ -85,7 +85,7 @@ def evaluate_model(
     model: CrevNet,
     test_set: TestSet,
     context: int = DEFAULT_CONTEXT,
-    horizon: int = 10,
+    horizon: int = DEFAULT_HORIZON,
     batch_size: int = 16,
     device: str | torch.device | None = None,
     limit: int | None = None,
@@ -182,7 +182,7 @@ def collect_samples(
     model: CrevNet,
     test_set: TestSet,
     context: int = DEFAULT_CONTEXT,
-    horizon: int = 10,
+    horizon: int = DEFAULT_HORIZON,
     num: int = 4,
     device: str | torch.device | None = None,
 ) -> EvaluationSamples:
@@ -200,125 +200,128 @@ def collect_samples(
     return EvaluationSamples(clip[:, :context], clip[:, context : context + horizon], pred, tuple(range(num)))
 
 
-# ---------------------------------------------------------------------------------- command line
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    """What :func:`evaluate_checkpoint` scored and wrote.
+
+    Attributes:
+        results: the JSON-ready results of :func:`evaluate_model`, with ``checkpoint`` first.
+        out: the report folder.
+        written: name -> path of every file of the report (see :func:`crevnet.report.write_report`).
+    """
+
+    results: dict[str, Any]
+    out: Path
+    written: dict[str, Path]
+
+    def summary(self) -> list[str]:
+        """Three lines for a terminal: the model's and the baselines' MSE, the verdict, the files."""
+        model = self.results["model"]
+        baselines = " | ".join(
+            f"{BASELINES.get(key, key)} MSE {m['mse']:.2f}" for key, m in self.results["baselines"].items()
+        )
+        scores = f"model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f}"
+        return [
+            f"{self.results['test_set']}: {scores} | {baselines}",
+            " ".join(verdict(self.results)),
+            f"wrote {self.written['report']} (and metrics.json, per_horizon.png, samples) in {self.out}",
+        ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``crevnet evaluate`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="crevnet evaluate",
-        description="Metrics of a checkpoint beside the 'zeros' and 'copy last frame' baselines, with a "
-        "Markdown report, a per-horizon plot, sample GIFs and a contact sheet.",
-    )
-    parser.add_argument(
-        "--ckpt",
-        required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
-        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
-    )
-    parser.add_argument(
-        "--test-set",
-        default="auto",
-        help="'standard' (mnist_test_seq.npy in the data dir), 'surrogate' (seeded, generated from the "
-        "MNIST test digits), a (T, N, H, W) uint8 .npy file, a folder of clips (videos and/or frame "
-        "folders; scored in windows beside a third baseline, the mean of the context), or 'auto' "
-        "(default: standard where the file is found, else surrogate)",
-    )
-    parser.add_argument(
-        "--all-files",
-        action="store_true",
-        help="with --test-set DIR = the checkpoint's training folder: score every clip, not only the "
-        "held-out test clips its recorded split names",
-    )
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N sequences")
-    parser.add_argument("--out", default=None, help="output folder (default: <ckpt folder>/eval_<ckpt name>)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument(
-        "--context", type=int, default=None, help="observed frames (default: what the model was trained with)"
-    )
-    parser.add_argument(
-        "--horizon", type=int, default=None, help="predicted frames (default: the rest of each sequence)"
-    )
-    parser.add_argument("--data-dir", default=None, help="data folder (MNIST digits, mnist_test_seq.npy)")
-    parser.add_argument("--seed", type=int, default=SURROGATE_SEED, help="seed of the surrogate test set")
-    parser.add_argument(
-        "--images",
-        choices=("mnist", "fashion_mnist"),
-        default=None,
-        help="images of the surrogate test set: mnist or fashion_mnist (default: what the checkpoint "
-        "was trained on, else mnist)",
-    )
-    parser.add_argument("--samples", type=int, default=4, help="sequences drawn as GIFs / contact sheet")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
+def evaluate_checkpoint(
+    ckpt: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    test_set: str = "auto",
+    all_files: bool = False,
+    limit: int | None = None,
+    batch_size: int = 16,
+    device: str | torch.device = "auto",
+    context: int | None = None,
+    horizon: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = SURROGATE_SEED,
+    images: str | None = None,
+    samples: int = 4,
+    progress: bool = True,
+) -> CheckpointEvaluation:
+    """``crevnet evaluate`` as a function: score a checkpoint beside the baselines and write its report.
 
+    Every argument is checked before any work (loading, generating, scoring).
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher)."""
+    Args:
+        ckpt: a ``.ckpt`` file, a run folder or a bundled model's name.
+        out: the report folder (default: ``<ckpt folder>/eval_<ckpt name>``; for a bundled model the
+            working folder). It must be new, empty or an earlier report.
+        test_set: "standard", "surrogate", a (T, N, H, W) ``.npy``, a folder of clips, or "auto"
+            (standard where the file is found, else surrogate).
+        all_files: with a folder of clips that the checkpoint was trained on, score every clip, not
+            only the held-out test clips.
+        limit: score only the first ``limit`` sequences (None: all).
+        batch_size: sequences per forward pass.
+        device: "auto", "cpu", "cuda", "cuda:N".
+        context: observed frames (None: what the model was trained with).
+        horizon: predicted frames (None: the rest of each sequence).
+        data_dir: data folder (MNIST digits, ``mnist_test_seq.npy``).
+        seed: seed of the surrogate test set.
+        images: "mnist" or "fashion_mnist" for the surrogate test set (None: what the checkpoint was
+            trained on, else mnist).
+        samples: sequences drawn as GIFs and in the contact sheet (0: none).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The :class:`CheckpointEvaluation`.
+
+    Raises:
+        DataError: a bad argument, test set or folder. CheckpointError: a bad checkpoint.
+        OutputError: the report could not be written.
+    """
     from crevnet.bundled import WEIGHTS_DIR
-    from crevnet.checkpoint import load_model
+    from crevnet.checkpoint import load_checkpoint_dict, load_model
     from crevnet.io.runs import resolve_checkpoint
 
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    # Every argument is checked before any work (loading, generating, scoring).
-    for flag, value, low in (("--limit", args.limit, 1), ("--batch-size", args.batch_size, 1),
-                             ("--context", args.context, 1), ("--horizon", args.horizon, 1),
-                             ("--samples", args.samples, 0)):  # fmt: skip
+    for flag, value, low in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
+                             ("--context", context, 1), ("--samples", samples, 0)):  # fmt: skip
         if value is not None and value < low:
             raise DataError(f"{flag} {value}: expected {'a positive number' if low else '0 or more'}")
-    device = resolve_device(args.device)
-    ckpt = resolve_checkpoint(args.ckpt)
+    if horizon is not None:
+        check_horizon(horizon, "--horizon")
+    dev = resolve_device(device)
+    path = resolve_checkpoint(ckpt)
     # a bundled model lives inside the package: its report goes to the working folder
-    default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent
-    out = Path(args.out) if args.out else default_dir / f"eval_{ckpt.stem}"
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: a file of that name exists; give a folder for the report")
-    if out.is_dir() and any(out.iterdir()) and not is_report_folder(out):
+    default_dir = Path.cwd() if path.parent == WEIGHTS_DIR else path.parent
+    folder = Path(out) if out else default_dir / f"eval_{path.stem}"
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--out {folder}: a file of that name exists; give a folder for the report")
+    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder):
         raise DataError(
-            f"--out {out}: the folder holds files that are not an earlier report; give a new or empty folder"
+            f"--out {folder}: the folder holds files that are not an earlier report; give a new or empty "
+            "folder"
         )
-    loaded = load_model(ckpt, map_location=device)
-    images = args.images
+    loaded = load_model(path, map_location=dev)
     if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
-        from crevnet.checkpoint import load_checkpoint_dict
-
         recorded = load_checkpoint_dict(loaded.meta.path).get("datamodule_hyper_parameters") or {}
         images = recorded.get("images") or "mnist"
-    spec = args.test_set
+    spec = test_set
     if spec == "auto" and images != "mnist":
         spec = "surrogate"  # only Moving MNIST has a standard test file
     if spec == "auto":
-        spec = "standard" if find_standard_file(args.data_dir) is not None else "surrogate"
+        spec = "standard" if find_standard_file(data_dir) is not None else "surrogate"
         if spec == "surrogate":
             print(
-                f"crevnet evaluate: {STANDARD_FILE} not found in {resolve_data_dir(args.data_dir)}; "
+                f"crevnet evaluate: {STANDARD_FILE} not found in {resolve_data_dir(data_dir)}; "
                 "using the surrogate test set",
                 file=sys.stderr,
             )
-    context = loaded.meta.context if args.context is None else args.context
+    context = loaded.meta.context if context is None else context
     if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
         from crevnet.data.video_folder import folder_test_set
 
-        test, horizon = folder_test_set(
-            spec, loaded.meta.path, loaded, context, args.horizon, args.limit, args.all_files
-        )
+        test, horizon = folder_test_set(spec, loaded.meta.path, loaded, context, horizon, limit, all_files)
     else:
-        test = load_test_set(spec, args.data_dir, args.limit, args.seed, images=images)
-        horizon = int(test.videos.shape[1]) - context if args.horizon is None else args.horizon
-    results = evaluate_model(
-        loaded.model, test, context, horizon, args.batch_size, device, None, not args.no_progress
-    )
-    results = {"checkpoint": str(ckpt.resolve()), **results}
-    samples = (
-        collect_samples(loaded.model, test, context, horizon, args.samples, device) if args.samples else None
-    )
-    written = write_report(results, out, samples)
-    model = results["model"]
-    baselines = " | ".join(
-        f"{BASELINES.get(key, key)} MSE {m['mse']:.2f}" for key, m in results["baselines"].items()
-    )
-    print(f"{results['test_set']}: model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f} | {baselines}")
-    print(" ".join(verdict(results)))
-    print(f"wrote {written['report']} (and metrics.json, per_horizon.png, samples) in {out}")
-    return 0
+        test = load_test_set(spec, data_dir, limit, seed, images=images)
+        horizon = int(test.videos.shape[1]) - context if horizon is None else horizon
+    results = evaluate_model(loaded.model, test, context, horizon, batch_size, dev, None, progress)
+    results = {"checkpoint": str(path.resolve()), **results}
+    drawn = collect_samples(loaded.model, test, context, horizon, samples, dev) if samples else None
+    written = write_report(results, folder, drawn)
+    return CheckpointEvaluation(results, folder, written)

@@ -26,16 +26,14 @@ checker / TorchScript reload) and renamed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import io
 import json
 import logging
 import os
-import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
 
-__all__ = ["FORMATS", "GRAPHS", "export_model", "main", "state_names"]
+__all__ = ["FORMATS", "GRAPHS", "MANIFEST", "export_checkpoint", "export_model", "state_names"]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 """Export formats and the suffix of their graph files."""
@@ -243,36 +241,30 @@ def export_model(
     return out / MANIFEST
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``crevnet export`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="crevnet export",
-        description="Write a checkpoint's encoder, decoder (inverse) and one RPM step as separate ONNX or "
-        "TorchScript graphs, with manifest.json and README.md describing their inputs and outputs.",
-    )
-    parser.add_argument(
-        "--ckpt", required=True, help="checkpoint written by 'crevnet fit' (.ckpt), or a bundled model's name"
-    )
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="onnx or torchscript")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--size", default="train", help="frame size HxW the graphs take (default: the training frame size)"
-    )
-    return parser
+def export_checkpoint(
+    ckpt: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    fmt: str = "onnx",
+    size: str | tuple[int, int] = "train",
+) -> Path:
+    """``crevnet export`` as a function: :func:`export_model` of a checkpoint's model.
 
+    Args:
+        ckpt: a ``.ckpt`` file, a run folder or a bundled model's name.
+        out_dir, fmt: as for :func:`export_model`.
+        size: (H, W), or "train" for the frame size the checkpoint was trained on.
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``crevnet export``; returns the exit status (errors are raised for the dispatcher)."""
+    Returns:
+        The path of ``manifest.json``.
+
+    Raises:
+        DataError: ``size`` is not a fixed frame size, or see :func:`export_model`.
+        CheckpointError: a bad checkpoint.
+    """
     from crevnet.checkpoint import load_model
-    from crevnet.predict import parse_size
 
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    size = parse_size(args.size)
-    if size == "keep":
-        raise DataError("--size keep: an export needs a fixed frame size: 'train' or HxW")
-    loaded = load_model(args.ckpt, map_location="cpu")
+    if isinstance(size, str) and size != "train":
+        raise DataError(f"--size {size}: an export needs a fixed frame size: 'train' or HxW")
+    loaded = load_model(ckpt, map_location="cpu")
     frame_size = tuple(loaded.meta["frame_size"]) if size == "train" else size
-    manifest = export_model(loaded.model, args.out, args.format, frame_size, loaded.meta.get("context"))
-    files = ", ".join(f"{g}{FORMATS[args.format]}" for g in GRAPHS)
-    print(f"wrote {manifest.parent}: {files}, {MANIFEST}, README.md")
-    return 0
+    return export_model(loaded.model, out_dir, fmt, frame_size, loaded.meta.get("context"))

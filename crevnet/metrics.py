@@ -44,6 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from crevnet.nn.model import check_horizon
+
 __all__ = [
     "METRIC_NAMES",
     "PSNR_MAX_DB",
@@ -446,8 +448,7 @@ class MetricAccumulator:
 
 def _check_baseline_args(context: object, horizon: object) -> Tensor:
     context = _check_video(context, "context")
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise ValueError(f"horizon: expected a positive int, got {horizon!r}")
+    check_horizon(horizon)
     return context
 
 

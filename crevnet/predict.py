@@ -14,7 +14,8 @@ to what the model was trained on before it is fed:
 - **context**: the last ``context`` frames of the clip are observed (default: the context the model
   was trained with); a shorter clip is an error.
 
-:func:`main` tells the user what was changed in one line on stderr, e.g.
+:func:`predict_file` is the whole of ``crevnet predict`` (its command line:
+:mod:`crevnet.commands.predict`), which tells the user what was changed in one line on stderr, e.g.
 ``crevnet predict: clip.mp4: 30 frames 96×128 RGB -> resized 96×128 -> 64×64 (H×W), converted RGB ->
 grey; context = last 10 frames``. The output holds the ``horizon`` predicted frames, clipped to
 [0, 1] (``--with-context`` puts the observed frames first in ``.gif``/``.mp4``/``.npy``; a ``.png``
@@ -23,9 +24,7 @@ contact sheet always shows a context row and a prediction row).
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,17 @@ from crevnet.checkpoint import CheckpointMeta, LoadedModel, load_model
 from crevnet.device import resolve_device
 from crevnet.errors import CheckpointError, DataError
 from crevnet.inference import evaluating
-from crevnet.nn.model import CrevNet
+from crevnet.nn.model import DEFAULT_HORIZON, CrevNet, check_horizon
 
-__all__ = ["OUTPUT_SUFFIXES", "PreparedClip", "main", "predict_clip", "prepare_clip", "write_prediction"]
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "PreparedClip",
+    "WrittenPrediction",
+    "predict_clip",
+    "predict_file",
+    "prepare_clip",
+    "write_prediction",
+]
 
 OUTPUT_SUFFIXES = (".gif", ".mp4", ".png", ".npy")
 """Formats ``crevnet predict --out`` writes."""
@@ -82,16 +89,6 @@ def _target_size(size: Size, height: int, width: int, factor: int) -> tuple[int,
             )
         return size
     raise DataError(f"--size {size!r}: expected 'train', 'keep' or HxW (e.g. 64x64)")
-
-
-def parse_size(text: str) -> Size:
-    """Parse ``--size``: ``train``, ``keep`` or ``HxW`` (``64x64``)."""
-    if text in ("train", "keep"):
-        return text
-    parts = text.lower().replace("×", "x").split("x")
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]), int(parts[1])
-    raise DataError(f"--size {text!r}: expected 'train', 'keep' or HxW with positive integers (e.g. 64x64)")
 
 
 def prepare_clip(
@@ -215,14 +212,14 @@ def predict_clip(
         prepared frame size (and the prepared clip when ``return_prepared``).
 
     Raises:
-        DataError: unreadable clip, too short for the context, bad horizon or size.
+        DataError: unreadable clip, too short for the context, bad size.
+        ValueError: a horizon that is not a positive int (:func:`~crevnet.nn.model.check_horizon`).
         CheckpointError: a bad checkpoint path.
 
     Shape:
         clip: (T, C, H, W) -> (horizon, C', H', W')
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise DataError(f"--horizon {horizon!r}: expected a positive number of frames to predict")
+    check_horizon(horizon, "horizon")
     dev = resolve_device(device)
     loaded = _as_loaded(model_or_ckpt, dev)
     read_notes: list[str] = []
@@ -296,79 +293,73 @@ def write_prediction(
     return write_mp4(frames, path, fps=fps)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``crevnet predict`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="crevnet predict",
-        description="Predict the frames that follow a clip (.npy/.npz, .mp4/.avi/.mov/.mkv, .gif or a "
-        "folder of images) and write them as .gif, .mp4, .png (contact sheet) or .npy.",
-    )
-    parser.add_argument(
-        "--ckpt",
-        required=True,
-        help="checkpoint written by 'crevnet fit' (.ckpt), a run folder (runs/NAME: its newest run's "
-        "last.ckpt; runs/NAME/version_N: that run's) or a bundled model's name (mmnist-cpu)",
-    )
-    parser.add_argument("--input", required=True, help="the clip; its last --context frames are observed")
-    parser.add_argument("--horizon", type=int, default=10, help="number of frames to predict (default 10)")
-    parser.add_argument("--out", required=True, help="output file: .gif, .mp4, .png or .npy")
-    parser.add_argument(
-        "--context", type=int, default=None, help="observed frames (default: what the model was trained with)"
-    )
-    parser.add_argument(
-        "--size",
-        default="train",
-        help="frame size fed to the model: 'train' (the training size, default), 'keep' (the clip's, "
-        "rounded to a multiple of the encoder's downsampling) or HxW",
-    )
-    parser.add_argument("--with-context", action="store_true", help="put the observed frames first")
-    parser.add_argument("--fps", type=float, default=4, help="frame rate of .gif / .mp4 (default 4)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument(
-        "--stream",
-        action="store_true",
-        help="read --input (a video, a folder of images or a camera index) frame by frame and write, as "
-        "they come, each frame beside the --horizon frames predicted after it (.mp4, .avi or .gif); "
-        "latency on stderr",
-    )
-    parser.add_argument("--max-frames", type=int, default=None, help="--stream: stop after this many frames")
-    return parser
+@dataclass(frozen=True)
+class WrittenPrediction:
+    """What :func:`predict_file` wrote.
+
+    Attributes:
+        path: the output file.
+        prediction: the predicted frames, float32 in [0, 1] on the CPU.
+        prepared: the frames fed to the model and the changes made to the input (``summary``).
+
+    Shape:
+        prediction: (horizon, C, H, W)
+    """
+
+    path: Path
+    prediction: torch.Tensor
+    prepared: PreparedClip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``crevnet predict``; returns the exit status (errors are raised for the dispatcher)."""
+def predict_file(
+    ckpt: str | os.PathLike[str],
+    clip: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    horizon: int = DEFAULT_HORIZON,
+    context: int | None = None,
+    size: Size = "train",
+    device: str | torch.device = "auto",
+    with_context: bool = False,
+    fps: float = 4,
+) -> WrittenPrediction:
+    """``crevnet predict`` as a function: predict what follows the clip in a file and write it to ``out``.
+
+    Every argument is checked before any work (loading, reading, predicting).
+
+    Args:
+        ckpt: a ``.ckpt`` file, a run folder or a bundled model's name.
+        clip: a file or folder :func:`crevnet.data.video.read_clip` reads.
+        out: ``.gif``, ``.mp4``, ``.png`` (contact sheet) or ``.npy``.
+        horizon, context, size, device: as for :func:`predict_clip`.
+        with_context, fps: as for :func:`write_prediction`.
+
+    Returns:
+        The :class:`WrittenPrediction`.
+
+    Raises:
+        DataError: a bad argument or an unreadable clip. CheckpointError: a bad checkpoint.
+        OutputError: ``out`` could not be written.
+    """
     from crevnet.io.runs import resolve_checkpoint
 
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.stream:
-        from crevnet.predict_stream import main as stream_main
-
-        return stream_main(args)
-    # Every argument is checked before any work (loading, reading, predicting).
-    out = Path(args.out)
-    _check_output(out)
-    if out.is_dir():
+    path = Path(out)
+    _check_output(path)
+    if path.is_dir():
         raise DataError(
-            f"--out {out}: is a directory; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
+            f"--out {path}: is a directory; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
         )
-    size = parse_size(args.size)
-    if args.horizon < 1:
-        raise DataError(f"--horizon {args.horizon}: expected a positive number of frames to predict")
-    if args.context is not None and args.context < 1:
-        raise DataError(f"--context {args.context}: expected a positive number of observed frames")
-    if not args.fps > 0:
-        raise DataError(f"--fps {args.fps:g}: expected a positive frame rate")
-    if not Path(args.input).exists():
-        raise DataError(f"--input {args.input}: no such file or folder (expected a clip)")
-    device = resolve_device(args.device)
-    ckpt = resolve_checkpoint(args.ckpt)
-    if not ckpt.is_file():
-        raise CheckpointError(f"--ckpt {args.ckpt}: checkpoint not found")
-    loaded = load_model(ckpt, map_location=device)
-    pred, prepared = predict_clip(
-        loaded, args.input, args.horizon, args.context, size, device, return_prepared=True
-    )
-    print(f"crevnet predict: {prepared.summary}", file=sys.stderr)  # incl. the layout assumed for arrays
-    write_prediction(pred, out, prepared.context, args.with_context, args.fps)
-    print(f"wrote {out} ({len(pred)} predicted frames)")
-    return 0
+    check_horizon(horizon, "--horizon")
+    if context is not None and context < 1:
+        raise DataError(f"--context {context}: expected a positive number of observed frames")
+    if not fps > 0:
+        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
+    if not Path(clip).exists():
+        raise DataError(f"--input {clip}: no such file or folder (expected a clip)")
+    dev = resolve_device(device)
+    resolved = resolve_checkpoint(ckpt)
+    if not resolved.is_file():
+        raise CheckpointError(f"--ckpt {ckpt}: checkpoint not found")
+    loaded = load_model(resolved, map_location=dev)
+    pred, prepared = predict_clip(loaded, clip, horizon, context, size, dev, return_prepared=True)
+    write_prediction(pred, path, prepared.context, with_context, fps)
+    return WrittenPrediction(path, pred, prepared)

@@ -19,10 +19,8 @@ frame whose size or channel count differs from the first frame's.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -315,26 +313,3 @@ def run_stream(
             write_gif(torch.stack(outputs), out, fps=fps)
     rate = 1000 * horizon * len(latencies) / sum(latencies)
     return StreamReport(count, len(latencies), tuple(latencies), rate, summary, stopped)
-
-
-def main(args: argparse.Namespace) -> int:
-    """``crevnet predict --stream`` with the parsed arguments of :func:`crevnet.predict.build_parser`."""
-    from crevnet.predict import parse_size
-
-    report = run_stream(
-        args.ckpt,
-        args.input,
-        args.horizon,
-        args.out,
-        parse_size(args.size),
-        args.device,
-        args.fps,
-        args.max_frames,
-    )
-    print(f"crevnet predict --stream: {report.summary}", file=sys.stderr)
-    print(report.line(), file=sys.stderr)
-    print(
-        f"wrote {args.out} ({report.written} frames: the frame received, then the next {args.horizon} "
-        "predicted, side by side)"
-    )
-    return 0

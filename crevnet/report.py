@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from crevnet.grid import tile
 from crevnet.io.atomic import atomic_folder, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -217,12 +218,7 @@ def _sample_gif_frames(
     shown_truth = torch.cat((context, truth))
     shown_pred = torch.cat((context, pred))
     error = torch.cat((torch.zeros_like(context), error_frames(pred, truth)))
-    t, c, h, w = shown_truth.shape
-    canvas = shown_truth.new_ones(t, c, h, 3 * w + 2 * gap)
-    for i, panel in enumerate((shown_truth, shown_pred, error)):
-        left = i * (w + gap)
-        canvas[..., left : left + w] = panel
-    return canvas
+    return tile([[shown_truth, shown_pred, error]], gap)
 
 
 def prediction_grid(truth: torch.Tensor, pred: torch.Tensor, context: int, gap: int = 2) -> torch.Tensor:
@@ -232,16 +228,10 @@ def prediction_grid(truth: torch.Tensor, pred: torch.Tensor, context: int, gap: 
     frames, clipped to [0, 1].
 
     Shape:
-        truth: (N, T, 1, H, W), pred: (N, T - context, 1, H, W) -> (T, 1, 2H + gap, N·(W + gap))
+        truth: (N, T, C, H, W), pred: (N, T - context, C, H, W) -> (T, C, 2H + gap, N·W + (N − 1)·gap)
     """
-    n, t, c, h, w = truth.shape
     shown = torch.cat((truth[:, :context], pred.clamp(0.0, 1.0)), 1)  # (N, T, C, H, W)
-    canvas = truth.new_ones(t, c, 2 * h + gap, n * (w + gap))
-    for i in range(n):
-        left = i * (w + gap)
-        canvas[:, :, :h, left : left + w] = truth[i]
-        canvas[:, :, h + gap :, left : left + w] = shown[i]
-    return canvas
+    return tile([list(truth), list(shown)], gap)
 
 
 def is_report_folder(folder: str | os.PathLike[str]) -> bool:

@@ -37,8 +37,8 @@ def main() -> None:
     import lightning as L
     from PIL import Image
 
+    from crevnet.commands.evaluate import main as evaluate_main
     from crevnet.data.datamodule import MovingMNISTDataModule
-    from crevnet.evaluate import main as evaluate_main
     from crevnet.nn.model import load_config
     from crevnet.train.module import CrevNetModule
 

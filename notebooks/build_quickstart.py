@@ -282,7 +282,7 @@ cores), the notebook loads the newest run in `runs/quickstart` instead of traini
         "code",
         """\
 from crevnet.io.runs import newest_run, resolve_checkpoint
-from crevnet.train.cli import main as crevnet_cli  # what `crevnet fit|validate|test` runs
+from crevnet.commands.fit import main as crevnet_cli  # what `crevnet fit|validate|test` runs
 
 if newest_run(QUICKSTART_RUNS) is not None and not FAST:
     ckpt_path = resolve_checkpoint(QUICKSTART_RUNS)

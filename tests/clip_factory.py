@@ -25,7 +25,7 @@ trainer:
   enable_progress_bar: false
   enable_model_summary: false
   logger:
-    class_path: lightning.pytorch.loggers.CSVLogger
+    class_path: crevnet.train.logger.AtomicCSVLogger
     init_args: {name: folder}
   callbacks:
     - class_path: crevnet.train.callbacks.FitReport

@@ -11,12 +11,13 @@ import torch
 from PIL import Image
 
 from crevnet.checkpoint import load_model
+from crevnet.commands.common import parse_size
 from crevnet.data.video import read_clip, write_frames
 from crevnet.errors import DataError
 from crevnet.nn.encoder import EncoderConfig
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.nn.predictor import PredictorConfig
-from crevnet.predict import parse_size, predict_clip, prepare_clip
+from crevnet.predict import predict_clip, prepare_clip
 
 RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
 

@@ -31,6 +31,7 @@ __all__ = [
     "MNISTDigits",
     "MNISTFile",
     "SplitFiles",
+    "check_mnist",
     "ensure_mnist",
     "find_mnist_file",
     "load_mnist",
@@ -297,3 +298,44 @@ def load_mnist(
     """
     _split_files(split, images)
     return _load_cached(resolve_data_dir(data_dir), split, download, images)
+
+
+def check_mnist(
+    data_dir: str | os.PathLike[str] | None = None, download: bool = True, images: IDXImageSet = MNIST
+) -> list[str]:
+    """Fetch the missing MNIST (or ``images``) files, check every file's MD5 and read every split.
+
+    Args:
+        data_dir: Data directory (see ``resolve_data_dir``).
+        download: Allow downloading missing files.
+        images: MNIST or Fashion-MNIST (``crevnet.data.fashion_mnist.image_set``).
+
+    Returns:
+        Lines for a terminal: the data directory, each file with its MD5 verdict, each split with its
+        label counts.
+
+    Raises:
+        ChecksumError: a file does not have the published MD5 (every such file is named).
+        DataError: files missing and not downloadable.
+    """
+    root = resolve_data_dir(data_dir)
+    lines = [f"data dir: {root}"]
+    paths = ensure_mnist(root, download=download, images=images)
+    bad = []
+    for split in images.files.values():
+        for spec in (split.images, split.labels):
+            path = paths[spec.name]
+            ok = verify_mnist_file(path, spec)
+            lines.append(f"{spec.name}: {path} (md5 {'ok' if ok else 'MISMATCH'})")
+            if not ok:
+                bad.append(str(path))
+    if bad:
+        raise ChecksumError(
+            f"MD5 mismatch for {', '.join(bad)}; expected the published MNIST files "
+            "(delete them to download again)"
+        )
+    for name in images.files:
+        digits = load_mnist(name, root, download=False, images=images)
+        counts = np.bincount(digits.labels, minlength=10).tolist()
+        lines.append(f"{name}: {len(digits)} digits 28x28, label counts {counts}")
+    return lines

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,11 +34,13 @@ __all__ = [
     "STANDARD_SUBDIRS",
     "SURROGATE_NUM",
     "SURROGATE_SEED",
+    "SurrogateFile",
     "TestSet",
     "find_standard_file",
     "generate_surrogate",
     "load_sequence_file",
     "load_test_set",
+    "write_surrogate",
 ]
 
 STANDARD_FILE = "mnist_test_seq.npy"
@@ -259,3 +262,43 @@ def load_test_set(
     array = load_sequence_file(path)
     videos = _as_test_videos(array, num, str(path))
     return TestSet(videos, f"file {path} (N={len(videos)})", False, path.resolve())
+
+
+class SurrogateFile(NamedTuple):
+    """A surrogate test set written by :func:`write_surrogate`."""
+
+    path: Path
+    shape: tuple[int, ...]  # (T, N, H, W), uint8
+    md5: str
+
+
+def write_surrogate(
+    path: str | os.PathLike[str],
+    num: int = SURROGATE_NUM,
+    seed: int = SURROGATE_SEED,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    images: str = "mnist",
+) -> SurrogateFile:
+    """Write :func:`generate_surrogate`'s test set to a ``.npy`` file, atomically.
+
+    Args:
+        path: the output, ending in ``.npy``.
+        num, seed, data_dir, download, images: as for :func:`generate_surrogate`.
+
+    Returns:
+        The file, its array's shape and its MD5.
+
+    Raises:
+        DataError: ``path`` does not end in ``.npy``, or see :func:`generate_surrogate`.
+        OutputError: the file could not be written.
+    """
+    from crevnet.io.atomic import atomic_write
+
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise DataError(f"--out {path}: expected a path ending in .npy")
+    videos = generate_surrogate(num, seed, data_dir, download=download, images=images)
+    with atomic_write(path) as handle:
+        np.save(handle, videos, allow_pickle=False)
+    return SurrogateFile(path, tuple(videos.shape), md5_of_file(path))

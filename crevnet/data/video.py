@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from crevnet.errors import DataError, OutputError
+from crevnet.grid import tile
 from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
 
 __all__ = [
@@ -458,7 +459,8 @@ def write_contact_sheet(
     Rows may have different numbers of frames; all frames must share one (H, W). Grey rows are
     shown grey, colour rows in colour; the label is drawn left of each row. A row longer than
     ``columns`` frames wraps onto more lines (labelled ``"<label> t=k.."``), so a long clip gives a
-    tall sheet, not a strip thousands of frames wide.
+    tall sheet, not a strip thousands of frames wide. The frames are laid out by
+    :func:`crevnet.grid.tile`.
 
     Args:
         rows: (label, frames) pairs; frames (T, C, H, W) or (T, H, W), float in [0, 1] or uint8.
@@ -484,21 +486,19 @@ def write_contact_sheet(
     sizes = {clip.shape[1:3] for _, clip in clips}
     if len(sizes) != 1:
         raise DataError(f"{path}: rows have frame sizes {sorted(sizes)}; expected one (H, W)")
-    height, width = (v * scale for v in sizes.pop())
+    height = sizes.pop()[0] * scale
+    cells = []
+    for _, clip in clips:  # (T, H, W, C) uint8 -> (T, 3, H·scale, W·scale): grey rows shown as grey RGB
+        frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
+        cells.append(list(frames.repeat_interleave(scale, 2).repeat_interleave(scale, 3)))
+    grid = tile(cells, gap, border=gap, fill=255).permute(1, 2, 0).numpy()  # (H', W', 3)
     font, font_scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
     text_sizes = [cv2.getTextSize(label, font, font_scale, thickness)[0] for label, _ in clips]
-    label_width = max(w for w, _ in text_sizes) + 4 * gap + 4
-    columns = max(len(clip) for _, clip in clips)
-    sheet_h = gap + len(clips) * (height + gap)
-    sheet_w = label_width + columns * (width + gap)
-    sheet = np.full((sheet_h, sheet_w, 3), 255, dtype=np.uint8)
-    for r, ((label, clip), (_, text_h)) in enumerate(zip(clips, text_sizes, strict=True)):
-        top = gap + r * (height + gap)
-        baseline = top + (height + text_h) // 2
+    label_width = max(w for w, _ in text_sizes) + 4 * gap + 4  # the grid's border adds the last gap
+    labels = np.full((grid.shape[0], label_width - gap, 3), 255, dtype=np.uint8)
+    sheet = np.ascontiguousarray(np.concatenate((labels, grid), axis=1))
+    for r, ((label, _), (_, text_h)) in enumerate(zip(clips, text_sizes, strict=True)):
+        baseline = gap + r * (height + gap) + (height + text_h) // 2
         cv2.putText(sheet, label, (2 * gap, baseline), font, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
-        for t, frame in enumerate(clip):
-            left = label_width + t * (width + gap)
-            big = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
-            sheet[top : top + height, left : left + width] = np.broadcast_to(big, (height, width, 3))
     atomic_write_bytes(path, _encode_png(cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), path))
     return path

@@ -39,6 +39,7 @@ from crevnet.data.generator import sequence_rng
 from crevnet.data.testset import TestSet
 from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
+from crevnet.nn.model import DEFAULT_HORIZON
 
 if TYPE_CHECKING:
     from crevnet.checkpoint import LoadedModel
@@ -355,9 +356,9 @@ def folder_test_set(
     Windows take the frame stride, frame rate and resize mode the checkpoint was trained with (when
     it records them; random crops become centre crops), the model's channels and training frame size,
     and ``context + horizon`` frames (``horizon`` default: the training windows' frames minus
-    ``context``, else 10); they do not overlap. When ``folder`` is the root the checkpoint was trained
-    on and the checkpoint records its split, only the held-out test clips are used (``all_files``:
-    every clip), so the score never includes a training frame.
+    ``context``, else :data:`~crevnet.nn.model.DEFAULT_HORIZON`); they do not overlap. When ``folder``
+    is the root the checkpoint was trained on and the checkpoint records its split, only the held-out
+    test clips are used (``all_files``: every clip), so the score never includes a training frame.
 
     Args:
         folder: the clips (recursive).
@@ -383,7 +384,7 @@ def folder_test_set(
     folder = Path(folder)
     settings = folder_eval_settings(checkpoint)
     if horizon is None:
-        horizon = int(settings["num_frames"]) - context if "num_frames" in settings else 10
+        horizon = int(settings["num_frames"]) - context if "num_frames" in settings else DEFAULT_HORIZON
         horizon = max(1, horizon)
     resize = settings.get("resize", "center_crop")
     framing = Framing(

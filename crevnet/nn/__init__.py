@@ -6,7 +6,16 @@ from crevnet.nn.conv import Conv3d, native_backward
 from crevnet.nn.coupling import merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import MemorySaving, ReversibleStep, SavedTensorCounter, recomputed, reversible_chain
-from crevnet.nn.model import CrevNet, CrevNetConfig, load_config, sliding_windows, without_run_options
+from crevnet.nn.model import (
+    DEFAULT_CONTEXT,
+    DEFAULT_HORIZON,
+    CrevNet,
+    CrevNetConfig,
+    check_horizon,
+    load_config,
+    sliding_windows,
+    without_run_options,
+)
 from crevnet.nn.predictor import (
     AdditiveUpdate,
     ConvexUpdate,
@@ -20,6 +29,8 @@ from crevnet.nn.reshape import depth_to_space, space_to_depth
 from crevnet.nn.stream import FrameStream, StreamGraphs
 
 __all__ = [
+    "DEFAULT_CONTEXT",
+    "DEFAULT_HORIZON",
     "AdditiveUpdate",
     "Conv3d",
     "ConvLSTMCell",
@@ -42,6 +53,7 @@ __all__ = [
     "SpatioTemporalLSTMCell",
     "StreamGraphs",
     "TwoConvGate",
+    "check_horizon",
     "depth_to_space",
     "load_config",
     "make_norm",

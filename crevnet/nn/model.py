@@ -25,14 +25,38 @@ from crevnet.nn.predictor import PredictorConfig, PredictorState, ReversiblePred
 from crevnet.nn.reshape import check_divisible
 
 __all__ = [
+    "DEFAULT_CONTEXT",
+    "DEFAULT_HORIZON",
     "CrevNet",
     "CrevNetConfig",
     "MemorySaving",
     "PredictorConfig",
+    "check_horizon",
     "load_config",
     "sliding_windows",
     "without_run_options",
 ]
+
+DEFAULT_CONTEXT = 10
+"""Frames observed before predicting, unless a run or a checkpoint says otherwise (Moving MNIST's 10)."""
+
+DEFAULT_HORIZON = 10
+"""Frames predicted, unless a command is told otherwise (Moving MNIST's 10 + 10 frames)."""
+
+
+def check_horizon(horizon: object, name: str = "horizon") -> int:
+    """The one check of a number of frames to predict: returns ``horizon`` if it is an int >= 1.
+
+    Args:
+        horizon: the value to check.
+        name: what the caller calls it in messages (``"--horizon"`` for a command line).
+
+    Raises:
+        ValueError: ``"<name> <value>: expected a positive number of frames to predict"``.
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"{name} {horizon!r}: expected a positive number of frames to predict (an int >= 1)")
+    return horizon
 
 
 @dataclass(frozen=True)
@@ -230,7 +254,7 @@ class CrevNet(nn.Module):
         self,
         video: torch.Tensor,
         sampling_prob: float = 0.0,
-        context: int = 10,
+        context: int = DEFAULT_CONTEXT,
         generator: torch.Generator | None = None,
         *,
         memory_saving: MemorySaving | str | bool = MemorySaving.OFF,
@@ -330,7 +354,7 @@ class CrevNet(nn.Module):
         self,
         video: torch.Tensor,
         sampling_prob: float = 0.0,
-        context: int = 10,
+        context: int = DEFAULT_CONTEXT,
         generator: torch.Generator | None = None,
         *,
         memory_saving: MemorySaving | str | bool = MemorySaving.OFF,
@@ -372,8 +396,7 @@ class CrevNet(nn.Module):
         """
         w = self.config.window
         self._check_video(context, "CrevNet.predict", "context", w)
-        if horizon < 1:
-            raise ValueError(f"CrevNet.predict: horizon must be >= 1, got {horizon}")
+        check_horizon(horizon, "CrevNet.predict: horizon")
         b, tc = context.shape[:2]
         windows = sliding_windows(context, w)  # (B, Nw, W, C, H, W)
         nw = windows.shape[1]

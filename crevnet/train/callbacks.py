@@ -141,7 +141,7 @@ class FitReport(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate the final weights and write the report; print where it went."""
-        from crevnet.checkpoint import DEFAULT_CONTEXT
+        from crevnet.nn.model import DEFAULT_CONTEXT
         from crevnet.report import verdict
         from crevnet.train.report import report_model
 

@@ -1,6 +1,6 @@
-"""``crevnet fit | validate | test``: Lightning's CLI over :class:`CrevNetModule` and Moving MNIST.
+"""Lightning's CLI over :class:`CrevNetModule` and Moving MNIST: what ``crevnet fit | validate | test`` run.
 
-Usage::
+The command itself is :mod:`crevnet.commands.fit`. Usage::
 
     crevnet fit --config configs/quickstart.yaml                  # the main job (2 CPU cores, < 15 min)
     crevnet fit --config configs/quickstart.yaml --ckpt_path last # resume: same step, optimizer, scheduler
@@ -9,8 +9,10 @@ Usage::
         --trainer.accelerator cpu
     crevnet fit --config configs/smoke.yaml --trainer.logger lightning.pytorch.loggers.WandbLogger
 
-Defaults added to every run: a CSV logger whose ``save_dir`` is ``trainer.default_root_dir`` (``runs``
-unless given; a ``save_dir`` given explicitly wins), so every run writes its own folder
+Defaults added to every run: a CSV logger (:class:`~crevnet.train.logger.AtomicCSVLogger`: its
+``metrics.csv`` and ``hparams.yaml`` written atomically, as is ``config.yaml`` by :class:`AtomicSaveConfig`)
+whose ``save_dir`` is ``trainer.default_root_dir`` (``runs`` unless given; a ``save_dir`` given
+explicitly wins), so every run writes its own folder
 ``<root>/<name>/version_N/`` with its checkpoints in ``checkpoints/`` (Lightning's layout, see
 :mod:`crevnet.io.runs`); a ``checkpoint:`` section (``ModelCheckpoint`` keeping ``last.ckpt`` and the
 best ``val/mse``); checkpoint files written atomically and read weights-only
@@ -40,20 +42,21 @@ import lightning as L
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from crevnet.data.datamodule import MovingMNISTDataModule
-from crevnet.errors import CheckpointError, ConfigError
+from crevnet.errors import CheckpointError, ConfigError, OutputError
 from crevnet.io.atomic import atomic_write_bytes
 from crevnet.io.checkpoint import check_compatible, read_checkpoint
 from crevnet.io.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, newest_run, point_latest, resolve_checkpoint
 from crevnet.nn.model import without_run_options
 from crevnet.train.checkpoint_io import AtomicCheckpointIO
+from crevnet.train.logger import AtomicCSVLogger
 from crevnet.train.module import CrevNetModule
 
-__all__ = ["CrevNetCLI", "RunCheckpoint", "main"]
+__all__ = ["AtomicSaveConfig", "CrevNetCLI", "RunCheckpoint"]
 
 DEFAULT_RUNS_DIR = "runs"
 ROOT_DIR_PLACEHOLDER = "<default_root_dir>"
@@ -78,18 +81,38 @@ def _point_latest(checkpoint_dir: Path) -> None:
         point_latest(run)
 
 
+class AtomicSaveConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` of a run, written through :mod:`crevnet.io.atomic` (rank 0)."""
+
+    def setup(self, trainer: Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Write ``<log_dir>/config.yaml`` once per run, whole or not at all."""
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir  # on every rank: it is a collective call
+        if trainer.is_global_zero and log_dir is not None:
+            path = Path(log_dir) / self.config_filename
+            if not self.overwrite and path.is_file():
+                raise OutputError(f"{path} exists; this run would overwrite another run's config")
+            text = self.parser.dump(self.config, skip_none=False)
+            atomic_write_bytes(path, text.encode())
+            self.save_config(trainer, pl_module, stage)
+        self.already_saved = trainer.strategy.broadcast(True)
+
+
 class CrevNetCLI(LightningCLI):
     """LightningCLI with crevnet's defaults (see the module docstring)."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         self._argv = list(sys.argv[1:] if args is None else args)
+        os.environ.setdefault("WANDB_MODE", "offline")  # wandb is opt-in and never asks for a login
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", AtomicSaveConfig)
         kwargs.setdefault("seed_everything_default", 0)
         # The optimizer and schedule are CrevNetModule arguments (model.lr, model.schedule, ...): one place.
         kwargs.setdefault("auto_configure_optimizers", False)
         defaults: dict[str, Any] = {
             "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "class_path": f"{AtomicCSVLogger.__module__}.AtomicCSVLogger",
                 "init_args": {"save_dir": ROOT_DIR_PLACEHOLDER, "name": "crevnet"},
             },
             "default_root_dir": DEFAULT_RUNS_DIR,
@@ -351,10 +374,3 @@ def _merge_metrics(run: Path) -> None:
     atomic_write_bytes(run / _METRICS, text.getvalue().encode())
     for part in parts:
         part.unlink()
-
-
-def main(argv: Sequence[str]) -> int:
-    """Run ``crevnet fit|validate|test ARGS`` (``argv`` starts with the subcommand); returns 0."""
-    os.environ.setdefault("WANDB_MODE", "offline")  # wandb is opt-in and never asks for a login
-    CrevNetCLI(args=argv, run=True)
-    return 0

@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from crevnet.io.checkpoint import check_compatible, config_diff, config_to_dict
 from crevnet.metrics import frame_mse, frame_ssim
 from crevnet.nn.memory import MemorySaving
-from crevnet.nn.model import CrevNet, CrevNetConfig, sliding_windows
+from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig, sliding_windows
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
@@ -67,7 +67,7 @@ class CrevNetModule(L.LightningModule):
         schedule: LRSchedule | None = None,
         sampling: SamplingCurriculum | None = None,
         loss: LossWeights | None = None,
-        context: int = 10,
+        context: int = DEFAULT_CONTEXT,
         total_steps: int | None = None,
         time_progress: bool = True,
         seed: int = 0,

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crevnet.checkpoint import DEFAULT_CONTEXT
 from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
-from crevnet.nn.model import CrevNet
+from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet
 from crevnet.report import prediction_grid
 
 __all__ = ["prediction_grid", "report_model", "write_report"]

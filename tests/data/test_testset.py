@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crevnet.cli import main as cli_main
+from crevnet.commands.data import main as data_main
 from crevnet.data import (
     STANDARD_SHAPE,
     MovingMNIST,
@@ -16,7 +17,6 @@ from crevnet.data import (
     load_sequence_file,
     load_test_set,
 )
-from crevnet.data.commands import main as data_main
 from crevnet.errors import ChecksumError, DataError
 
 
@@ -133,5 +133,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert err.startswith("crevnet: error: MNIST file(s)") and "\n" not in err
     assert cli_main(["data", "standard", "--data-dir", str(tmp_path)]) == 2
     assert "mnist_test_seq.npy" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        data_main(["surrogate", "--out", str(tmp_path / "x.txt")])
+    assert cli_main(["data", "surrogate", "--out", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"crevnet: error: --out {tmp_path / 'x.txt'}: expected a path ending in .npy", err
+    assert cli_main(["data", "surrogate", "--out", str(tmp_path / "x.npy"), "--num", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data surrogate: argument --num: expected a positive integer, got 0" in err and "\n" not in err
+    assert not (tmp_path / "x.npy").exists()

@@ -10,10 +10,12 @@ import lightning as L
 import pytest
 import torch
 
+from crevnet.commands.fit import main
 from crevnet.errors import CheckpointError
 from crevnet.nn.model import CrevNet, load_config
 from crevnet.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint_file
-from crevnet.train.cli import CrevNetCLI, main
+from crevnet.train.cli import AtomicSaveConfig, CrevNetCLI
+from crevnet.train.logger import AtomicCSVLogger
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMOKE = CONFIGS / "smoke.yaml"
@@ -30,6 +32,9 @@ def test_every_config_parses_and_builds_its_model(path: Path, tmp_path: Path, mo
     assert cli.model.net.config == expected.config
     assert sum(p.numel() for p in cli.model.parameters()) == sum(p.numel() for p in expected.parameters())
     assert any(isinstance(p, AtomicCheckpointIO) for p in [cli.trainer.strategy.checkpoint_io])
+    # metrics.csv, hparams.yaml and config.yaml go through crevnet.io.atomic too
+    assert cli.trainer.loggers and all(isinstance(lg, AtomicCSVLogger) for lg in cli.trainer.loggers)
+    assert cli.save_config_callback is AtomicSaveConfig
     assert not list(tmp_path.iterdir())  # parsing and building write nothing
 
 

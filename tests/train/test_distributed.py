@@ -73,7 +73,7 @@ def test_wandb_logger_runs_offline_without_login(smoke_env: Path) -> None:
         HOME=str(smoke_env), NO_PROXY="", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9"
     )
     code = (
-        "import os, sys; from crevnet.train.cli import main; "
+        "import os, sys; from crevnet.commands.fit import main; "
         "rc = main(sys.argv[1:]); print('WANDB_MODE=' + os.environ['WANDB_MODE']); sys.exit(rc)"
     )
     args = [

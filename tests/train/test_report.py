@@ -25,7 +25,7 @@ def test_prediction_grid_places_truth_over_prediction() -> None:
     truth = torch.rand(2, 5, 1, 4, 4)
     pred = torch.rand(2, 3, 1, 4, 4)
     grid = prediction_grid(truth, pred, context=2, gap=1)
-    assert grid.shape == (5, 1, 9, 10)
+    assert grid.shape == (5, 1, 9, 9)  # 2 clips of width 4, one gap between them
     assert torch.equal(grid[:, :, :4, 5:9], truth[1])  # top row: ground truth of clip 1
     assert torch.equal(grid[:2, :, 5:, :4], truth[0, :2])  # bottom row: context frames ...
     assert torch.equal(grid[2:, :, 5:, :4], pred[0])  # ... then the prediction

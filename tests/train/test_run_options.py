@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from crevnet.checkpoint import load_model
+from crevnet.commands.fit import main
 from crevnet.train.checkpoint_io import load_checkpoint_file
-from crevnet.train.cli import CrevNetCLI, main
+from crevnet.train.cli import CrevNetCLI
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

@@ -1,0 +1,151 @@
+"""The layers drawn from the imports of ``crevnet/``: read from the source (AST), nothing imported.
+
+- ``crevnet/nn`` imports only torch, the standard library and ``crevnet.nn`` (and PyYAML, to read a
+  config file).
+- A command module (``crevnet/commands/<name>.py``) imports no other command module; the shared
+  ``crevnet.commands.common`` is the only part of the layer it may use (no sideways edges).
+- No library module (anything but ``crevnet/commands/`` and the dispatcher ``crevnet/cli.py``)
+  imports ``crevnet.commands`` or ``crevnet.cli``, nor ``argparse``: parsing lives in the commands.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "crevnet"
+COMMANDS = "crevnet.commands"
+SHARED = {f"{COMMANDS}.common"}  # what every command module may import from its own layer
+DISPATCHER = "crevnet.cli"
+# PyYAML: CrevNet.from_config / load_config read a config file (imported inside that function only).
+NN_ALLOWED_ROOTS = {"torch", "yaml"} | set(sys.stdlib_module_names)
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """Every module ``module`` imports (at any depth of the file), relative imports resolved."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
+    return found
+
+
+def import_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """``{module: (source, is_package)}`` -> ``{module: modules it imports}``."""
+    known = set(sources)
+    return {name: _imports(src, name, pkg, known) for name, (src, pkg) in sources.items()}
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks a rule of the module docstring, as ``"a -> b: why"``."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        command_layer = _within(module, COMMANDS) or module == DISPATCHER
+        for target in sorted(targets):
+            if _within(module, "crevnet.nn") and not (
+                _within(target, "crevnet.nn") or target.split(".")[0] in NN_ALLOWED_ROOTS
+            ):
+                found.append(f"{module} -> {target}: crevnet.nn imports only torch, stdlib and crevnet.nn")
+            if (
+                _within(module, COMMANDS)
+                and module not in SHARED | {COMMANDS}
+                and _within(target, COMMANDS)
+                and target not in SHARED
+            ):
+                found.append(f"{module} -> {target}: a command module imports another command module")
+            if module in SHARED and _within(target, COMMANDS) and target not in SHARED:
+                found.append(f"{module} -> {target}: the shared module imports a command module")
+            if not command_layer and (_within(target, COMMANDS) or target == DISPATCHER):
+                found.append(f"{module} -> {target}: a library module imports the command line")
+            if not command_layer and target == "argparse":
+                found.append(f"{module} -> {target}: argument parsing belongs in crevnet.commands")
+    return found
+
+
+def package_sources(root: Path = PACKAGE) -> dict[str, tuple[str, bool]]:
+    """``{module name: (source, is_package)}`` for every ``.py`` file under ``root``."""
+    return {
+        _module_name(path, root): (path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        for path in sorted(root.rglob("*.py"))
+    }
+
+
+def test_the_package_keeps_its_layers() -> None:
+    sources = package_sources()
+    assert {"crevnet.nn.model", "crevnet.commands.common", "crevnet.commands.evaluate"} <= set(sources)
+    graph = import_graph(sources)
+    assert "crevnet.commands.common" in graph["crevnet.commands.predict"]  # the graph sees real edges
+    assert violations(graph) == []
+
+
+def test_every_command_has_a_module_of_its_own() -> None:
+    # The dispatcher imports command modules by name (its COMMANDS table), read here from its source.
+    sources = package_sources()
+    tree = ast.parse(sources[DISPATCHER][0])
+    table = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets)
+    )
+    commands = ast.literal_eval(table)
+    assert set(commands) == {"fit", "validate", "test", "data", "evaluate", "predict", "export"}
+    for module in commands.values():
+        assert module in sources and _within(module, COMMANDS) and module not in SHARED
+
+
+def _with(extra: dict[str, str]) -> list[str]:
+    sources = package_sources()
+    for name, src in extra.items():
+        sources[name] = (src, False)
+    return violations(import_graph(sources))
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "why"),
+    [
+        ("crevnet.commands.evaluate", "from crevnet.commands.predict import main", "another command module"),
+        ("crevnet.commands.evaluate", "from crevnet.commands import predict", "another command module"),
+        ("crevnet.commands.export", "from . import data", "another command module"),
+        ("crevnet.commands.common", "import crevnet.commands.fit", "the shared module imports"),
+        ("crevnet.evaluate", "from crevnet.commands.common import run_tool", "library module imports"),
+        ("crevnet.data.video", "def f():\n    from crevnet.cli import main", "library module imports"),
+        ("crevnet.predict", "import argparse", "argument parsing belongs"),
+        ("crevnet.nn.model", "import lightning", "crevnet.nn imports only"),
+        ("crevnet.nn.stream", "from crevnet.data.video import read_clip", "crevnet.nn imports only"),
+        ("crevnet.nn.cells", "import numpy as np", "crevnet.nn imports only"),
+    ],
+)
+def test_a_bad_import_is_caught(module: str, source: str, why: str) -> None:
+    found = _with({module: source})
+    assert len(found) == 1 and found[0].startswith(f"{module} -> ") and why in found[0], found
+
+
+def test_allowed_imports_pass() -> None:
+    allowed = {
+        "crevnet.commands.evaluate": "from crevnet.commands.common import add_ckpt\nimport argparse",
+        "crevnet.commands.export": "from .common import parse_size\nfrom crevnet.export import export_model",
+        "crevnet.nn.model": "import torch\nimport dataclasses\nfrom crevnet.nn.encoder import Encoder",
+        "crevnet.nn.stream": "from .model import CrevNet",
+    }
+    assert _with(allowed) == []
