@@ -2,7 +2,7 @@
 
     python benchmarks/inference.py --config configs/quickstart.yaml --batch 1 --threads 2
     python benchmarks/inference.py --config configs/mmnist_crevnet3d.yaml --batch 16 --threads 2 \\
-        --backend eager compiled onnxruntime predict
+        --backend auto eager torchscript onnxruntime compiled predict
 
 Each of ``--batch`` streams receives random frames one at a time (:class:`crevnet.nn.stream.FrameStream`,
 random weights: speed does not depend on them). Per new frame the timed work is what an online user
@@ -11,11 +11,15 @@ One JSON line per backend with ``config``, ``batch``, ``threads``, ``backend``, 
 ``frames_per_s`` (predicted frames per second, all streams together: ``batch · horizon`` per new frame),
 ``p50_ms`` / ``p95_ms`` (latency per new frame), ``push_ms_median`` and ``forecast_ms_median``.
 
-Backends: ``eager`` (PyTorch under inference mode: the default path of ``crevnet predict --stream``),
-``compiled`` (the three graphs through ``torch.compile``; compile time is in the warm-up),
-``onnxruntime`` (the graphs of ``crevnet export --format onnx``; needs the ``export`` extra; CPU only),
-and ``predict``, the non-streaming baseline: ``CrevNet.predict`` on the last ``--context`` frames for
-every new frame (it re-encodes the whole context each time).
+Backends (:mod:`crevnet.backends`): ``eager`` (PyTorch under inference mode), ``torchscript`` (traced
+and frozen graphs), ``onnxruntime`` (the graphs exported to ONNX in memory; needs the ``export`` extra;
+CPU only), ``compiled`` (``torch.export`` + ``torch.compile``), ``auto`` (the default path of
+``crevnet predict --stream``: a timed probe among eager, torchscript and onnxruntime at ``--threads``,
+then the fastest runs; ``picked`` says which), and ``predict``, the non-streaming baseline:
+``CrevNet.predict`` on the last ``--context`` frames for every new frame (it re-encodes the whole
+context each time). Every backend runs at ``--threads`` (``torch.set_num_threads`` and the ONNX Runtime
+sessions' intra-op threads). ``build_s`` is the time to build a backend (trace, export, compile, and
+for ``auto`` its probe), never part of the timing.
 """
 
 from __future__ import annotations
@@ -23,16 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
 import torch
 
+from crevnet.backends import AUTO, pick_backend
+from crevnet.backends import BACKENDS as STREAM_BACKENDS
 from crevnet.nn import CrevNet, load_config
-from crevnet.nn.stream import FrameStream, StreamGraphs
+from crevnet.nn.stream import FrameStream
 
-BACKENDS = ("eager", "compiled", "onnxruntime", "predict")
+BACKENDS = (AUTO, *STREAM_BACKENDS, "predict")
 
 
 def sync(device: torch.device) -> None:
@@ -40,41 +45,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compiled(model: CrevNet, batch: int, size: int, device: torch.device) -> StreamGraphs:
-    # torch.export first: it traces each graph whole (torch.compile alone breaks the graph at every conv
-    # on the context-variable switch of crevnet.nn.conv and recompiles per conv shape).
-    graphs = StreamGraphs.from_model(model)
-    c, w = model.config.encoder.in_channels, model.config.window
-    with torch.no_grad():
-        window = torch.rand(batch, w, c, size, size, device=device)
-        latent = graphs.encode(window)
-        state = tuple(
-            latent.new_zeros(batch, latent.shape[1] // 2, *latent.shape[2:]) for _ in range(graphs.state_size)
-        )
-        compiled = [
-            torch.compile(torch.export.export(module, args).module(), dynamic=False)
-            for module, args in (
-                (graphs.encode, (window,)),
-                (graphs.decode, (latent,)),
-                (graphs.step, (latent, *state)),
-            )
-        ]
-    return graphs._replace(encode=compiled[0], decode=compiled[1], step=compiled[2])
+def _stepper(  # type: ignore[no-untyped-def]
+    backend: str, model: CrevNet, args: argparse.Namespace, device: torch.device, info: dict
+):
+    """A function (frame) -> (push seconds, forecast seconds), and the frames it needs before timing.
 
-
-def _onnxruntime(model: CrevNet, size: int, threads: int, device: torch.device) -> StreamGraphs:
-    if device.type != "cpu":
-        raise SystemExit("benchmarks/inference.py: the onnxruntime backend runs on the CPU only")
-    from crevnet.export import export_model
-    from crevnet.exported import load_exported
-
-    folder = tempfile.mkdtemp(prefix="crevnet_onnx_")
-    export_model(model, folder, "onnx", (size, size))
-    return load_exported(folder, threads=threads)
-
-
-def _stepper(backend: str, model: CrevNet, args: argparse.Namespace, device: torch.device):  # type: ignore[no-untyped-def]
-    """A function (frame) -> (push seconds, forecast seconds), and the frames it needs before timing."""
+    ``info`` receives ``build_s`` (building the backend: tracing, exporting, compiling; for ``auto``
+    also its timed probe) and ``picked`` (the backend and thread count that run).
+    """
     if backend == "predict":
         history: list[torch.Tensor] = []
 
@@ -91,12 +69,11 @@ def _stepper(backend: str, model: CrevNet, args: argparse.Namespace, device: tor
             return 0.0, time.perf_counter() - t0
 
         return predict_step, args.context
-    graphs = {
-        "eager": lambda: StreamGraphs.from_model(model),
-        "compiled": lambda: _compiled(model, args.batch, args.size, device),
-        "onnxruntime": lambda: _onnxruntime(model, args.size, args.threads, device),
-    }[backend]()
-    stream = FrameStream(graphs)
+    t0 = time.perf_counter()
+    choice = pick_backend(model, backend, (args.size, args.size), args.batch, args.horizon, (args.threads,))
+    info["build_s"] = round(time.perf_counter() - t0, 2)
+    info["picked"] = f"{choice.backend}/{choice.threads}"
+    stream = FrameStream(choice.graphs)
 
     def stream_step(frame: torch.Tensor) -> tuple[float, float]:
         sync(device)
@@ -114,7 +91,8 @@ def _stepper(backend: str, model: CrevNet, args: argparse.Namespace, device: tor
 
 def bench(backend: str, model: CrevNet, args: argparse.Namespace, device: torch.device) -> dict:
     step: Callable[[torch.Tensor], tuple[float, float]]
-    step, first = _stepper(backend, model, args, device)
+    info: dict = {}
+    step, first = _stepper(backend, model, args, device, info)
     c = model.config.encoder.in_channels
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(first + args.warmup + args.frames, args.batch, c, args.size, args.size, generator=gen)
@@ -131,6 +109,7 @@ def bench(backend: str, model: CrevNet, args: argparse.Namespace, device: torch.
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     return {
         "backend": backend,
+        **info,
         "frames_per_s": round(args.batch * args.horizon * len(total) / sum(total), 1),
         "p50_ms": round(statistics.median(ms), 3),
         "p95_ms": round(p95, 3),
@@ -144,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--batch", type=int, default=1, help="streams advanced together")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and ONNX Runtime)")
-    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["eager"])
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=[AUTO])
     parser.add_argument("--horizon", type=int, default=1, help="frames forecast after every new frame")
     parser.add_argument("--size", type=int, default=64, help="frame height and width")
     parser.add_argument("--frames", type=int, default=100, help="timed new frames")

@@ -27,7 +27,6 @@ checker / TorchScript reload) and renamed.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Any
 
 import torch
 
+from crevnet.backends import example_inputs, free_batch
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
@@ -78,16 +78,6 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _examples(graphs: StreamGraphs, frame_size: tuple[int, int]) -> dict[str, tuple[torch.Tensor, ...]]:
-    # Batch 2 so that the exporters do not specialise the batch axis to 1.
-    window = torch.rand(2, graphs.window, graphs.channels, *frame_size)
-    with torch.no_grad():
-        latent = graphs.encode(window)
-    half = latent.shape[1] // 2
-    state = tuple(torch.zeros(2, half, *latent.shape[2:]) for _ in range(graphs.state_size))
-    return {"encoder": (window,), "decoder": (latent,), "rpm_step": (latent, *state)}
-
-
 def _io_names(graphs: StreamGraphs, layers: int) -> dict[str, tuple[list[str], list[str]]]:
     state = state_names(graphs.state_size, layers)
     return {
@@ -104,12 +94,7 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
         raise DataError(f"--format onnx needs the optional packages onnx and onnxscript: {_EXTRA}") from err
     from crevnet.data.atomic import atomic_path
 
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    rest = args[1:]
-    first_arg = next(iter(inspect.signature(module.forward).parameters))
-    dynamic: dict[str, Any] = {first_arg: {0: batch}}
-    if rest:
-        dynamic["state"] = tuple({0: batch} for _ in rest)
+    dynamic = free_batch(module, args)
     with atomic_path(path) as tmp, _quiet(), torch.no_grad():  # no autograd functions in the graph
         try:
             torch.onnx.export(
@@ -198,7 +183,7 @@ def export_model(
     model.eval().cpu()
     try:
         graphs = StreamGraphs.from_model(model)
-        examples = _examples(graphs, (h, w))
+        examples = example_inputs(graphs, (h, w))
         names = _io_names(graphs, cfg.predictor.layers)
         modules = dict(zip(GRAPHS, (graphs.encode, graphs.decode, graphs.step), strict=True))
         entries: dict[str, Any] = {}

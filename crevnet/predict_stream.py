@@ -52,6 +52,7 @@ class StreamReport:
         predicted_per_s: predicted frames per second of model time.
         summary: the first frame as read and what was changed to feed it (one line).
         stopped: why the stream ended ("end of input", "--max-frames", "camera stopped", "interrupted").
+        backend: the backend that ran and why (:meth:`crevnet.backends.BackendChoice.line`).
     """
 
     frames: int
@@ -60,6 +61,7 @@ class StreamReport:
     predicted_per_s: float
     summary: str
     stopped: str
+    backend: str = ""
 
     def line(self) -> str:
         """The latency line printed on stderr."""
@@ -219,6 +221,7 @@ def run_stream(
     device: str = "auto",
     fps: float = 10,
     max_frames: int | None = None,
+    backend: str = "auto",
 ) -> StreamReport:
     """Stream ``source`` through the model of ``ckpt`` and write the side-by-side forecasts to ``out``.
 
@@ -231,14 +234,18 @@ def run_stream(
         device: where the model runs.
         fps: frame rate of the output.
         max_frames: stop after this many frames (None: until the input ends or Ctrl-C).
+        backend: what runs the model (:mod:`crevnet.backends`): "auto" (default) times each backend
+            available here at 1 thread and at PyTorch's thread count on the first frame's shape and
+            keeps the fastest; or "eager", "torchscript", "onnxruntime", "compiled" at PyTorch's count.
 
     Returns:
         The :class:`StreamReport`.
 
     Raises:
-        DataError: bad output suffix or horizon, unreadable input, a frame of another size or channel
-            count than the first one. CheckpointError: a bad checkpoint.
+        DataError: bad output suffix, horizon or backend, unreadable input, a frame of another size or
+            channel count than the first one. CheckpointError: a bad checkpoint.
     """
+    from crevnet.backends import check_backend, pick_backend
     from crevnet.checkpoint import DEFAULT_FRAME_SIZE, load_model
     from crevnet.evaluate import resolve_device
     from crevnet.nn.stream import FrameStream
@@ -253,13 +260,16 @@ def run_stream(
         raise DataError(f"--horizon {horizon}: expected a positive number of frames to predict")
     if max_frames is not None and max_frames < 1:
         raise DataError(f"--max-frames {max_frames}: expected a positive number")
+    check_backend(backend)
     dev = resolve_device(device)
     loaded = load_model(ckpt, map_location=dev)
     config = loaded.config
     if size == "train":
         recorded = loaded.meta.get("frame_size") or DEFAULT_FRAME_SIZE
         size = (int(recorded[0]), int(recorded[1]))
-    stream = FrameStream(loaded.model.eval())
+    model = loaded.model.eval()
+    stream: FrameStream | None = None
+    chosen = ""
     latencies: list[float] = []
     outputs: list[torch.Tensor] = []
     first: tuple[int, ...] | None = None
@@ -284,6 +294,10 @@ def run_stream(
                 if not summary:
                     summary = prepared.summary.replace("; context = last 1 frames", "")
                 x = prepared.context.to(dev)  # (1, C, H, W): one stream
+                if stream is None:  # the backend is built (and, for auto, timed) for this frame shape
+                    threads = (torch.get_num_threads(), 1)
+                    choice = pick_backend(model, backend, tuple(x.shape[-2:]), 1, horizon, threads)
+                    stream, chosen = FrameStream(choice.graphs), choice.line()
                 t0 = time.perf_counter()
                 stream.push(x)
                 pred = stream.forecast(horizon) if stream.ready else None
@@ -312,4 +326,4 @@ def run_stream(
 
             write_gif(torch.stack(outputs), out, fps=fps)
     rate = 1000 * horizon * len(latencies) / sum(latencies)
-    return StreamReport(count, len(latencies), tuple(latencies), rate, summary, stopped)
+    return StreamReport(count, len(latencies), tuple(latencies), rate, summary, stopped, chosen)

@@ -223,12 +223,11 @@ def test_released_compare_alternates_fresh_runs_and_sums_up(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "backends",
-    [["eager", "predict"], pytest.param(["onnxruntime"], marks=pytest.mark.slow)],
+    [["eager", "predict"], ["torchscript", "auto"], ["onnxruntime"]],
 )
 def test_inference_prints_the_issue_fields(tiny_config, capsys, backends):
     if "onnxruntime" in backends:
         pytest.importorskip("onnxruntime")
-        pytest.importorskip("onnxscript")
     bench = _load("inference")
     argv = ["--config", str(tiny_config), "--batch", "2", "--threads", "1", "--size", "16"]
     assert (
@@ -245,6 +244,10 @@ def test_inference_prints_the_issue_fields(tiny_config, capsys, backends):
         assert row["frames_per_s"] == pytest.approx(6000 / row["p50_ms"], rel=0.9)
     if "eager" in backends:
         assert rows[0]["push_ms_median"] > 0 and rows[0]["forecast_ms_median"] > 0
+    for row in rows:  # the backend that ran, at the threads asked for
+        if row["backend"] != "predict":
+            assert row["picked"].endswith("/1") and row["build_s"] >= 0
+            assert row["backend"] == "auto" or row["picked"] == f"{row['backend']}/1"
 
 
 def test_inference_compiled_backend_exports_whole_graphs(tiny_config, capsys, monkeypatch):

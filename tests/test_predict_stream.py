@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def test_stream_writes_each_frame_beside_its_forecast(ckpt, video, tmp_path, run
     assert (
         "7 frames (end of input)" in err and "median" in err and "p95" in err and "predicted frames/s" in err
     )
+    assert "crevnet predict --stream: backend " in err and "fastest of a timed probe" in err  # --backend auto
     panels = _gif_frames(out)
     assert panels.shape == (7 - 3 + 1, SIZE, 3 * SIZE + 2 * 2)  # frames 2..6: input | 2 predictions
     # every panel is the model's prediction from the frames received so far (as predict would give)
@@ -83,6 +85,48 @@ def test_stream_to_video_and_max_frames(ckpt, video, tmp_path, run_cli) -> None:
     written = read_clip(out)
     assert written.shape[0] == 5 - 3 + 1 and written.shape[2:] == (SIZE, 2 * SIZE + 2)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+BACKENDS = [
+    "torchscript",
+    pytest.param(
+        "onnxruntime",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_writes_what_eager_writes(ckpt, video, tmp_path, run_cli, backend) -> None:
+    argv = ["predict", "--stream", "--ckpt", str(ckpt), "--input", str(video), "--horizon", "3"]
+    outputs = {}
+    for name in ("eager", backend):
+        outputs[name] = tmp_path / f"{name}.gif"
+        code, _, err = run_cli(*argv, "--out", str(outputs[name]), "--backend", name)
+        assert code == 0, err
+        assert f"crevnet predict --stream: backend {name}, " in err
+        assert "timed probe" not in err  # a named backend is not measured
+    eager, other = _gif_frames(outputs["eager"]), _gif_frames(outputs[backend])
+    assert eager.shape == other.shape
+    assert np.abs(eager.astype(int) - other.astype(int)).max() <= 1
+
+
+def test_unknown_backend_is_one_line(ckpt, tmp_path, run_cli, one_error_line) -> None:
+    argv = [
+        "predict",
+        "--stream",
+        "--ckpt",
+        str(tmp_path / "not_loaded.ckpt"),
+        "--input",
+        "0",
+        "--horizon",
+        "1",
+    ]
+    code, _, err = run_cli(*argv, "--out", str(tmp_path / "s.gif"), "--backend", "tensorrt")
+    assert code == 2
+    assert "--backend tensorrt: expected one of auto, eager, torchscript" in one_error_line(err)
 
 
 def _write_png(path: Path, height: int, width: int, channels: int) -> None:

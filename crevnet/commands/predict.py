@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         "latency on stderr",
     )
     parser.add_argument("--max-frames", type=int, default=None, help="--stream: stop after this many frames")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="--stream: what runs the model: auto (default: the fastest in a short timed probe), eager, "
+        "torchscript, onnxruntime or compiled",
+    )
     return parser
 
 
@@ -83,8 +89,10 @@ def _stream(args: argparse.Namespace) -> int:
         args.device,
         args.fps,
         args.max_frames,
+        args.backend,
     )
     print(f"crevnet predict --stream: {report.summary}", file=sys.stderr)
+    print(f"crevnet predict --stream: {report.backend}", file=sys.stderr)
     print(report.line(), file=sys.stderr)
     print(
         f"wrote {args.out} ({report.written} frames: the frame received, then the next {args.horizon} "
