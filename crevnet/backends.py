@@ -33,6 +33,7 @@ import contextlib
 import importlib.util
 import inspect
 import io
+import logging
 import statistics
 import time
 import warnings
@@ -58,6 +59,7 @@ __all__ = [
     "fastest",
     "free_batch",
     "pick_backend",
+    "quiet",
     "time_candidates",
 ]
 
@@ -105,11 +107,18 @@ def free_batch(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> dict[
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    # Tracers and exporters warn about details (deprecation, tracing of shapes) the user cannot act on.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+def quiet() -> Iterator[None]:
+    """Silence tracers and exporters for the block: they print progress on stdout and warn about
+    details (deprecation, tracing of shapes) the user cannot act on."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _device(model: CrevNet) -> torch.device:
@@ -130,7 +139,7 @@ def _torchscript(model: CrevNet, frame_size: tuple[int, int], batch: int, thread
     graphs = StreamGraphs.from_model(model)
     examples = example_inputs(graphs, frame_size, device=_device(model))
     frozen = []
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         for module, args in zip(_modules(graphs), examples.values(), strict=True):
             traced = torch.jit.trace(module, args, check_trace=False)
             frozen.append(torch.jit.freeze(traced.eval()))
@@ -153,7 +162,7 @@ def _onnxruntime(model: CrevNet, frame_size: tuple[int, int], batch: int, thread
         # TorchScript-based exporter: about a second for all three graphs, against tens of seconds for
         # the torch.export-based one that `crevnet export` uses for its files; the graphs are the same
         # convolutions and element-wise ops, tested equal to PyTorch to 1e-4.
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(
                 module,
                 args,

@@ -26,19 +26,14 @@ checker / TorchScript reload) and renamed.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from crevnet.backends import example_inputs, free_batch
+from crevnet.backends import example_inputs, free_batch, quiet
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
@@ -64,20 +59,6 @@ def state_names(state_size: int, layers: int) -> list[str]:
     return names
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    # The exporters print progress on stdout and warn about tracing details the user cannot act on.
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _io_names(graphs: StreamGraphs, layers: int) -> dict[str, tuple[list[str], list[str]]]:
     state = state_names(graphs.state_size, layers)
     return {
@@ -95,7 +76,7 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
     from crevnet.data.atomic import atomic_path
 
     dynamic = free_batch(module, args)
-    with atomic_path(path) as tmp, _quiet(), torch.no_grad():  # no autograd functions in the graph
+    with atomic_path(path) as tmp, quiet(), torch.no_grad():  # no autograd functions in the graph
         try:
             torch.onnx.export(
                 module,
@@ -115,7 +96,7 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
 def _write_torchscript(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path) -> None:
     from crevnet.data.atomic import atomic_path
 
-    with atomic_path(path) as tmp, _quiet(), torch.no_grad():
+    with atomic_path(path) as tmp, quiet(), torch.no_grad():
         traced = torch.jit.trace(module, args, check_trace=False)
         torch.jit.save(traced, str(tmp))
         torch.jit.load(str(tmp))  # verify before the rename
