@@ -5,7 +5,9 @@ Frames are read one at a time from a video file (OpenCV ``VideoCapture``), a cam
 :func:`crevnet.data.video.read_clip` reads. Each frame is brought to the model's channels and frame
 size exactly as ``crevnet predict`` does (:func:`crevnet.predict.prepare_clip`), pushed into a
 :class:`~crevnet.nn.stream.FrameStream` (one encode and one RPM step, the past is never re-encoded),
-and, once a window of frames has arrived, the next ``--horizon`` frames are forecast. Every output frame
+and, once a window of frames has arrived, the next ``--horizon`` frames are forecast. What runs the
+model is ``--backend`` (:mod:`crevnet.backends`); the default, ``auto``, times every backend available
+here on the first frame's shape and keeps the fastest, and says which on stderr. Every output frame
 shows, side by side, the frame just received and the ``horizon`` frames predicted after it; a video
 output (``.mp4``/``.avi``) is written frame by frame as the predictions come, a ``.gif`` at the end.
 Both are written atomically: the file appears when the stream ends (end of file, ``--max-frames``,
