@@ -58,8 +58,8 @@ class OrtGraph:
 
     The session runs its ops one after the other (sequential, one inter-op thread), with every graph
     optimisation on, and its intra-op threads do not spin while they wait for work: spinning threads
-    took the core from the rest of the stream (and from any other process) and, measured beside a busy
-    neighbour, doubled the p95 latency of a new frame at 2 threads.
+    take the core from the rest of the stream and from any other process (in a development comparison
+    beside a busy neighbour, spinning at 2 threads about doubled the p95 latency of a new frame).
 
     Args:
         model: the ``.onnx`` file, or the serialized model itself.
