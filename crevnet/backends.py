@@ -285,24 +285,35 @@ def time_candidates(
     rounds: int = 3,
     per_round: int = 4,
     clock: Callable[[], float] = time.perf_counter,
+    give_up: float = 3.0,
 ) -> dict[str, float]:
     """Median seconds per call of each step function, rounds interleaved.
 
     Each round calls every function once untimed (its caches and thread pool settle after the others
     ran) and then ``per_round`` times timed; the candidates take turns round by round, so load from
-    another process falls on all of them alike.
+    another process falls on all of them alike. A candidate whose timed call takes ``give_up`` times
+    the best median so far is dropped at once: beside a busy process two PyTorch threads can be a
+    hundred times slower than one, and a probe that kept timing them would take longer than the stream.
 
     Returns:
-        Median seconds per call, by the keys of ``steps``.
+        Median seconds per call (of the calls timed before a drop), by the keys of ``steps``.
     """
     times: dict[str, list[float]] = {name: [] for name in steps}
+    dropped: set[str] = set()
     for _ in range(rounds):
         for name, step in steps.items():
+            if name in dropped:
+                continue
             step()
+            others = [statistics.median(ts) for other, ts in times.items() if other != name and ts]
+            best = min(others, default=float("inf"))
             for _ in range(per_round):
                 t0 = clock()
                 step()
                 times[name].append(clock() - t0)
+                if times[name][-1] > give_up * best:
+                    dropped.add(name)
+                    break
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

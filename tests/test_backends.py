@@ -127,6 +127,24 @@ def test_time_candidates_interleaves_rounds_and_takes_medians() -> None:
     assert calls == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
 
 
+def test_a_far_slower_candidate_is_dropped_after_one_timed_call() -> None:
+    clock, calls = FakeClock(), []
+
+    def step(name: str, cost: float):
+        def run() -> None:
+            calls.append(name)
+            clock.now += cost
+
+        return run
+
+    steps = {"fast": step("fast", 1.0), "slow": step("slow", 100.0), "close": step("close", 2.5)}
+    medians = time_candidates(steps, rounds=3, per_round=2, clock=clock)
+    assert medians == {"fast": 1.0, "slow": 100.0, "close": 2.5}
+    assert calls.count("slow") == 2  # round 1: the untimed call and one timed call, then no more
+    assert calls.count("fast") == calls.count("close") == 3 * 3
+    assert fastest(medians) == "fast"
+
+
 def test_fastest_prefers_the_earlier_candidate_within_the_margin() -> None:
     assert fastest({"eager/1": 1.0, "torchscript/1": 0.97, "onnxruntime/1": 0.99}) == "eager/1"
     assert fastest({"eager/1": 1.0, "torchscript/1": 0.9, "onnxruntime/1": 0.8}) == "onnxruntime/1"
