@@ -198,6 +198,7 @@ BACKENDS: dict[str, Builder] = {
 """Builders ``(model, frame_size, batch, threads) -> StreamGraphs`` by backend name."""
 
 _PROBED = ("eager", "torchscript", "onnxruntime")  # what `auto` measures, in order of preference on ties
+_SESSION_THREADS = frozenset({"onnxruntime"})  # built with their thread count; PyTorch's is process-wide
 
 
 def available_backends(device: torch.device | str = "cpu") -> tuple[str, ...]:
@@ -365,10 +366,12 @@ def pick_backend(
     built: dict[str, tuple[Candidate, StreamGraphs]] = {}
     skipped: dict[str, str] = {}
     for name in available_backends(device):
+        graphs = None
         for count in counts:
             candidate = Candidate(name, count)
             try:
-                graphs = build_graphs(model, name, frame_size, batch, count)
+                if graphs is None or name in _SESSION_THREADS:
+                    graphs = build_graphs(model, name, frame_size, batch, count)
             except Exception as err:  # a backend that cannot build here is no candidate; eager always is
                 if name == "eager":
                     raise

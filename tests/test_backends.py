@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -151,9 +152,9 @@ def test_fastest_prefers_the_earlier_candidate_within_the_margin() -> None:
     assert fastest({"eager/1": 1.0, "eager/2": 1.2}) == "eager/1"
 
 
-def _slowed(graphs: StreamGraphs, clock: FakeClock, cost: float) -> StreamGraphs:
+def _slowed(graphs: StreamGraphs, clock: FakeClock, cost: Callable[[], float]) -> StreamGraphs:
     def encode(window: torch.Tensor) -> torch.Tensor:
-        clock.now += cost
+        clock.now += cost()
         return graphs.encode(window)
 
     return graphs._replace(encode=encode)
@@ -166,9 +167,12 @@ def test_auto_keeps_the_fastest_candidate_and_its_threads(monkeypatch) -> None:
     # seconds per new frame of each backend at each thread count
     cost = {("eager", 1): 3.0, ("eager", 2): 2.5, ("torchscript", 1): 2.0, ("torchscript", 2): 1.0}
 
+    built = []
+
     def builder(name: str):
         def build(model: CrevNet, frame_size, batch: int, threads: int) -> StreamGraphs:
-            return _slowed(StreamGraphs.from_model(model), clock, cost[name, threads])
+            built.append(name)  # PyTorch graphs run at the process's thread count: built once
+            return _slowed(StreamGraphs.from_model(model), clock, lambda: cost[name, torch.get_num_threads()])
 
         return build
 
@@ -196,6 +200,7 @@ def test_auto_keeps_the_fastest_candidate_and_its_threads(monkeypatch) -> None:
             "torchscript/2": 1000.0,
         }
         assert choice.skipped == {"onnxruntime": "no exporter in this torch"}
+        assert built == ["eager", "torchscript"]
         line = choice.line()
         assert line.startswith("backend torchscript, 2 threads (fastest of a timed probe")
         assert "onnxruntime left out: no exporter in this torch" in line
