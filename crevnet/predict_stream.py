@@ -178,14 +178,9 @@ def side_by_side(frame: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
     Shape:
         frame: (C, H, W); prediction: (k, C, H, W) -> (C, H, (k + 1)·W + k·gap)
     """
-    panels = [frame, *prediction]
-    gap = frame.new_ones((frame.shape[0], frame.shape[1], _GAP))
-    pieces: list[torch.Tensor] = []
-    for i, panel in enumerate(panels):
-        if i:
-            pieces.append(gap)
-        pieces.append(panel)
-    return torch.cat(pieces, 2)
+    from crevnet.grid import tile
+
+    return tile([[frame, *prediction]], gap=_GAP)
 
 
 class _VideoSink:
@@ -249,7 +244,8 @@ def run_stream(
     """
     from crevnet.backends import check_backend, pick_backend
     from crevnet.checkpoint import DEFAULT_FRAME_SIZE, load_model
-    from crevnet.evaluate import resolve_device
+    from crevnet.device import resolve_device
+    from crevnet.nn.model import check_horizon
     from crevnet.nn.stream import FrameStream
     from crevnet.predict import prepare_clip
 
@@ -258,8 +254,7 @@ def run_stream(
         raise DataError(
             f"--out {out}: --stream writes {', '.join(STREAM_SUFFIXES)}, got {out.suffix or '(none)'!r}"
         )
-    if horizon < 1:
-        raise DataError(f"--horizon {horizon}: expected a positive number of frames to predict")
+    check_horizon(horizon, "--horizon")
     if max_frames is not None and max_frames < 1:
         raise DataError(f"--max-frames {max_frames}: expected a positive number")
     check_backend(backend)

@@ -217,3 +217,16 @@ def test_missing_camera_is_one_line_on_the_real_stderr(ckpt, tmp_path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("crevnet: error: camera 97: cannot be opened"), done.stderr
+
+
+def test_side_by_side_lays_the_frame_then_its_predictions_out_with_white_gaps():
+    from crevnet.predict_stream import side_by_side
+
+    frame = torch.full((1, 4, 5), 0.25)
+    prediction = torch.stack([torch.full((1, 4, 5), 0.5), torch.full((1, 4, 5), 0.75)])
+    out = side_by_side(frame, prediction)
+    assert out.shape == (1, 4, 3 * 5 + 2 * 2)
+    assert torch.equal(out[:, :, 0:5], frame)
+    assert torch.equal(out[:, :, 7:12], prediction[0])
+    assert torch.equal(out[:, :, 14:19], prediction[1])
+    assert torch.equal(out[:, :, 5:7], torch.ones(1, 4, 2)) and torch.equal(out[:, :, 12:14], torch.ones(1, 4, 2))

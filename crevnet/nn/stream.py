@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from crevnet.nn.cells import LSTMState
-from crevnet.nn.model import CrevNet, sliding_windows
+from crevnet.nn.model import CrevNet, check_horizon, sliding_windows
 from crevnet.nn.predictor import PredictorState, ReversiblePredictor
 
 __all__ = [
@@ -307,8 +307,7 @@ def forecast(graphs: StreamGraphs, state: StreamState, horizon: int) -> torch.Te
     Shape:
         (B, horizon, C, H, W)
     """
-    if horizon < 1:
-        raise ValueError(f"stream: horizon must be >= 1, got {horizon}")
+    check_horizon(horizon)
     if state is None or state.latent is None:
         seen = 0 if state is None else state.seen
         raise ValueError(

@@ -160,7 +160,7 @@ def test_first_frame_and_forecast_errors() -> None:
     with pytest.raises(ValueError, match=r"at least 3 frame\(s\) \(one window\), 2 received"):
         stream.forecast(1)
     stream.push(torch.rand(1, 1, 8, 8))
-    with pytest.raises(ValueError, match="horizon must be >= 1"):
+    with pytest.raises(ValueError, match="horizon 0: expected a positive number of frames"):
         stream.forecast(0)
     assert stream.forecast(2).shape == (1, 2, 1, 8, 8)
     stream.reset()
