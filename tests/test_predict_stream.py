@@ -229,4 +229,5 @@ def test_side_by_side_lays_the_frame_then_its_predictions_out_with_white_gaps():
     assert torch.equal(out[:, :, 0:5], frame)
     assert torch.equal(out[:, :, 7:12], prediction[0])
     assert torch.equal(out[:, :, 14:19], prediction[1])
-    assert torch.equal(out[:, :, 5:7], torch.ones(1, 4, 2)) and torch.equal(out[:, :, 12:14], torch.ones(1, 4, 2))
+    white = torch.ones(1, 4, 2)
+    assert torch.equal(out[:, :, 5:7], white) and torch.equal(out[:, :, 12:14], white)
