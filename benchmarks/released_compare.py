@@ -125,8 +125,8 @@ def run_here(args: argparse.Namespace) -> dict[str, object]:
         "batch": args.batch,
         "threads": args.threads,
         "params": sum(p.numel() for p in model.parameters()),
-        "step_s": round(statistics.median(times), 3),
-        "step_s_runs": [round(t, 3) for t in times],
+        "step_s": round(statistics.median(times), 6),
+        "step_s_runs": [round(t, 6) for t in times],
     }
     if device.type == "cuda":
         row["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -165,10 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(out.stdout.strip().splitlines()[-1])
             medians[variant].append(float(row["step_s"]))
             print(json.dumps(row), flush=True)
-    summary = {v: round(statistics.median(ts), 3) for v, ts in medians.items()}
+    summary = {v: round(statistics.median(ts), 6) for v, ts in medians.items()}
     line: dict[str, object] = {"summary_step_s": summary, "cpu": cpu_name(), "torch": torch.__version__}
     if "released" in summary:
-        line["ratio_to_released"] = {v: round(t / summary["released"], 3) for v, t in summary.items()}
+        released = summary["released"]
+        line["ratio_to_released"] = {
+            v: round(t / released, 3) if released > 0 else None for v, t in summary.items()
+        }
     print(json.dumps(line), flush=True)
     return 0
 

@@ -219,6 +219,7 @@ def test_released_compare_alternates_fresh_runs_and_sums_up(tmp_path, capsys):
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     assert summary["ratio_to_released"]["released"] == 1.0
     assert summary["summary_step_s"]["full"] == rows[1]["step_s"]
+    assert summary["cpu"] and summary["torch"] == torch.__version__
 
 
 @pytest.mark.parametrize(
