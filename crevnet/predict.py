@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from crevnet.checkpoint import CheckpointMeta, LoadedModel, load_model
 from crevnet.device import resolve_device
@@ -148,23 +148,16 @@ def prepare_clip(
         raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
     notes: list[str] = list(read_notes)
     target = _target_size(size, h, w, factor)
+    from crevnet.data.pixels import resize_frames, to_channels
+
     if target != (h, w):
-        shrink = target[0] <= h and target[1] <= w
-        frames = F.interpolate(
-            frames,
-            size=target,
-            mode="area" if shrink else "bilinear",
-            align_corners=None if shrink else False,
-        ).clamp(0.0, 1.0)
+        frames = _channels_first(resize_frames(_channels_last(frames), target), frames.device)
         notes.append(f"resized {h}×{w} -> {target[0]}×{target[1]} (H×W)")
     if c != in_channels:
-        if in_channels == 1:
-            from crevnet.data.video import GREY_WEIGHTS
-
-            weights = frames.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
-            frames = (frames * weights).sum(1, keepdim=True)
-        elif c == 1:
+        if c == 1:
             frames = frames.expand(-1, in_channels, -1, -1)
+        elif in_channels == 1:
+            frames = _channels_first(to_channels(_channels_last(frames), 1), frames.device)
         else:
             raise DataError(f"{name}: {c} channels; the model takes {in_channels}")
         notes.append(f"converted {_channels_name(c)} -> {_channels_name(in_channels)}")
@@ -172,6 +165,14 @@ def prepare_clip(
     changes = ", ".join(notes) if notes else "used as they are"
     summary = f"{described} -> {changes}; context = last {context} frames"
     return PreparedClip(frames.contiguous(), tuple(notes), summary)
+
+
+def _channels_last(frames: torch.Tensor) -> np.ndarray:
+    return frames.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _channels_first(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
 
 
 def _as_loaded(

@@ -9,9 +9,8 @@ Three ways to reach the target size ``(H, W)`` (``mode``):
   given; the same offset for every frame of a window, so motion is not faked). Used for training;
   without a generator it is the centre cut.
 
-Shrinking uses area averaging, enlarging bilinear interpolation (OpenCV). Channels: a colour frame
-becomes grey with the ITU-R BT.601 weights (OpenCV's ``RGB2GRAY``); a grey frame becomes colour as
-three equal channels.
+Resizing and channels go through :mod:`crevnet.data.pixels` (area averaging when shrinking, else
+bilinear; BT.601 grey; a grey frame becomes colour as three equal channels), like every other clip.
 """
 
 from __future__ import annotations
@@ -20,8 +19,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
+
+from crevnet.data.pixels import resize_frames, to_channels
 
 __all__ = ["RESIZE_MODES", "Framing", "ResizeMode"]
 
@@ -73,21 +73,12 @@ class Framing:
         Shape:
             frames: (T, h, w, C) with C in {1, 3} -> (T, channels, H, W)
         """
-        t, h, w, c = frames.shape
+        _, h, w, _ = frames.shape
         sh, sw = self.scaled_size(h, w)
-        method = cv2.INTER_AREA if sh <= h and sw <= w else cv2.INTER_LINEAR
-        if (sh, sw) != (h, w):
-            frames = np.stack([cv2.resize(f, (sw, sh), interpolation=method) for f in frames])
-            frames = frames.reshape(t, sh, sw, c)
+        frames = resize_frames(frames, (sh, sw))
         top, left = (sh - self.size[0]) // 2, (sw - self.size[1]) // 2
         if self.mode == "random_crop" and rng is not None:
             top = int(rng.integers(0, sh - self.size[0] + 1))
             left = int(rng.integers(0, sw - self.size[1] + 1))
-        frames = frames[:, top : top + self.size[0], left : left + self.size[1]]
-        if c == 3 and self.channels == 1:
-            frames = np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames])[
-                ..., None
-            ]
-        elif c == 1 and self.channels == 3:
-            frames = np.repeat(frames, 3, axis=3)
+        frames = to_channels(frames[:, top : top + self.size[0], left : left + self.size[1]], self.channels)
         return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))  # (T, C, H, W)

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from crevnet.data.pixels import GREY_WEIGHTS, resize_frames, to_channels
 from crevnet.errors import DataError, OutputError
 from crevnet.grid import tile
 from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
@@ -59,8 +60,6 @@ _NPZ_KEYS = ("video", "clip", "frames")
 _ARRAY_LAYOUTS = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4}"
 # Container suffix -> FourCC used by write_video.
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
-"""ITU-R BT.601 luma weights of (R, G, B): the one colour -> grey conversion (also ``predict``'s)."""
 SHEET_COLUMNS = 20
 """Frames per line of a contact sheet; a longer row wraps onto more lines."""
 
@@ -266,21 +265,13 @@ def read_clip(
             )
         frames = reader(path, notes)
     if grayscale and frames.shape[3] == 3:
-        frames = (frames @ np.array(GREY_WEIGHTS, dtype=np.float32))[..., None]
+        frames = to_channels(frames, 1)
     if size is not None:
-        frames = _resize(frames, size, path)
+        try:
+            frames = resize_frames(frames, size)
+        except ValueError as err:
+            raise DataError(f"{path}: size must be two positive integers (H, W), got {size}") from err
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))  # (T, C, H, W)
-
-
-def _resize(frames: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
-    height, width = (int(v) for v in size)
-    if height < 1 or width < 1:
-        raise DataError(f"{path}: size must be two positive integers (H, W), got {size}")
-    shrink = height < frames.shape[1] or width < frames.shape[2]
-    method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = [cv2.resize(frame, (width, height), interpolation=method) for frame in frames]
-    out = [frame[..., None] if frame.ndim == 2 else frame for frame in out]
-    return np.clip(np.stack(out), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
