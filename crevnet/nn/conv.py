@@ -18,9 +18,12 @@ float64 against ``torch.autograd.gradcheck`` and against PyTorch's own backward)
 taken only where it is valid and was measured to pay off (``benchmarks/conv_backward.py``,
 ``benchmarks/results/conv_backward.jsonl``): CPU tensors, float32/float64, no autocast, 3-D, kernel
 > 1, stride 1, dilation 1, one group, symmetric zero padding. On the paper model's 3×3×3 convs
-forward + backward was 1.3-3.1× faster on 2 threads; its 1×1×1 convs (0.8×) were slower, so they
-keep PyTorch's own backward, as do CUDA (cuDNN's backward is fast), strided convs and autocast. Of the
-2-D model's convs only the full-resolution ones with one or two channels in and out gain (the first
+forward + backward was 1.3-3.1× faster on 2 threads of an AVX2-only AMD EPYC; on an AVX-512 Intel
+Xeon, where oneDNN has fast backward kernels, only the narrow ones gained (in · out <= 64: 2.3-2.9×)
+and the RPM's wide ones were 0.7× (``conv_backward_xeon.jsonl``), so on AVX-512 CPUs the wide 3-D
+convs keep oneDNN's backward. Its 1×1×1 convs (0.8×) were slower, so they keep PyTorch's own
+backward, as do CUDA (cuDNN's backward is fast), strided convs and autocast. Of the 2-D model's
+convs only the full-resolution ones with one or two channels in and out gain (the first
 encoder stage on 32×32 frames: 1.5-2.6×, where oneDNN's backward took 6-9 ms against ~2 ms for the
 forward); wider 2-D convs were 0.6-1.0× and keep PyTorch's backward (:class:`Conv2d`). Parameters
 and their names are those of ``nn.Conv2d`` / ``nn.Conv3d``, so checkpoints and parameter counts do
@@ -32,6 +35,7 @@ benchmarks). :func:`conv_class` is the one place the encoder and the predictor g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -140,8 +144,23 @@ def same_padding(conv: nn.Conv2d | nn.Conv3d) -> int | None:
     return pad[0]
 
 
+_WIDE_3D = 64  # in_channels · out_channels above which a 3-D conv keeps oneDNN's backward on AVX-512
+
+
+@functools.cache
+def _avx512_cpu() -> bool:
+    # oneDNN's own backward of the wide 3-D convs is fast where it has AVX-512 kernels (an Intel Xeon:
+    # crevnet's path measured 0.69-0.76x there, benchmarks/results/conv_backward_xeon.jsonl) and slow
+    # on AVX2-only CPUs (an AMD EPYC: 1.3-1.8x faster with crevnet's path).
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` whose stride-1 form has the fast CPU backward of :func:`conv_same`.
+
+    Where it was measured to pay off: every stride-1 cube-kernel conv with k > 1 on CPUs without
+    AVX-512; on AVX-512 CPUs only the narrow ones (``in · out <= 64``: the encoder's first stages),
+    since oneDNN's own backward of the wide ones is faster there.
 
     Shape:
         (B, C_in, T, H, W) -> (B, C_out, T', H', W'), as ``nn.Conv3d``.
@@ -150,6 +169,8 @@ class Conv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = same_padding(self)
         if pad is None or self.kernel_size[0] == 1:  # 1×1×1 convs measured faster natively
+            return super().forward(x)
+        if self.in_channels * self.out_channels > _WIDE_3D and _avx512_cpu():
             return super().forward(x)
         return conv_same(x, self.weight, self.bias, pad)
 
