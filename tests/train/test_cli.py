@@ -6,7 +6,6 @@ import csv
 import warnings
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -59,26 +58,10 @@ def test_smoke_config_trains_and_the_loss_falls(smoke_env: Path) -> None:
     assert (version / "config.yaml").is_file()
 
 
-class _Interrupt(L.Callback):
-    """Stops the run with an error when training reaches ``step`` (a crash after a checkpoint)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
-def _fit(root: Path, extra: list[str], callbacks: list[L.Callback] | None = None) -> CrevNetCLI:
-    args = ["fit", "--config", str(SMOKE), *QUIET, *extra, f"--trainer.logger.init_args.save_dir={root}"]
-    return CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks} if callbacks else None)
-
-
 @pytest.mark.parametrize("fixed_train", [True, False])
 @pytest.mark.parametrize("interrupt_at", [4, 6, 7])  # an epoch boundary (4 batches/epoch), mid-epoch
 def test_resume_continues_exactly_like_a_straight_run(
-    smoke_env: Path, interrupt_at: int, fixed_train: bool
+    smoke_env: Path, interrupt_at: int, fixed_train: bool, fit_smoke, crash_at
 ) -> None:
     """Interrupt after ``interrupt_at`` steps, resume with ``--ckpt_path last``, compare with a straight run.
 
@@ -96,14 +79,14 @@ def test_resume_continues_exactly_like_a_straight_run(
         "--trainer.val_check_interval=2",
         "--checkpoint.every_n_train_steps=1",
     ]
-    straight = _fit(smoke_env / "a", common)
+    straight = fit_smoke(smoke_env / "a", common)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(smoke_env / "b", common, [_Interrupt(interrupt_at)])
+        fit_smoke(smoke_env / "b", common, [crash_at(interrupt_at)])
     last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(last)["global_step"] == interrupt_at
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*dataloader is not resumable.*")
-        resumed = _fit(smoke_env / "b", [*common, "--ckpt_path=last"])
+        resumed = fit_smoke(smoke_env / "b", [*common, "--ckpt_path=last"])
     assert resumed.trainer.global_step == straight.trainer.global_step == 10
     assert resumed.trainer.current_epoch == straight.trainer.current_epoch
     opt_a = straight.trainer.optimizers[0].state_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -18,21 +17,9 @@ SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-class _Interrupt(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
-def _fit(root: Path, extra: list[str], callbacks: list[L.Callback] | None = None) -> CrevNetCLI:
-    args = ["fit", "--config", str(SMOKE), *QUIET, *extra, f"--trainer.logger.init_args.save_dir={root}"]
-    return CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks} if callbacks else None)
-
-
-def test_a_run_written_with_full_memory_saving_resumes_with_it_off(smoke_env: Path) -> None:
+def test_a_run_written_with_full_memory_saving_resumes_with_it_off(
+    smoke_env: Path, fit_smoke, crash_at
+) -> None:
     common = [
         "--trainer.max_steps=10",
         "--data.train_size=16",
@@ -41,14 +28,14 @@ def test_a_run_written_with_full_memory_saving_resumes_with_it_off(smoke_env: Pa
         "--trainer.val_check_interval=2",
         "--checkpoint.every_n_train_steps=1",
     ]
-    straight = _fit(smoke_env / "a", [*common, "--model.memory_saving=off"])
+    straight = fit_smoke(smoke_env / "a", [*common, "--model.memory_saving=off"])
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(smoke_env / "b", [*common, "--model.memory_saving=full"], [_Interrupt(6)])
+        fit_smoke(smoke_env / "b", [*common, "--model.memory_saving=full"], [crash_at(6)])
     last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
     saved = load_checkpoint_file(last)
     assert saved["global_step"] == 6
     assert "memory_saving" not in saved["hyper_parameters"]  # not part of what the checkpoint records
-    resumed = _fit(smoke_env / "b", [*common, "--model.memory_saving=off", "--ckpt_path=last"])
+    resumed = fit_smoke(smoke_env / "b", [*common, "--model.memory_saving=off", "--ckpt_path=last"])
     assert resumed.model.memory_saving.value == "off"
     assert resumed.trainer.global_step == straight.trainer.global_step == 10
     opt_a = straight.trainer.optimizers[0].state_dict()
