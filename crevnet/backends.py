@@ -45,7 +45,7 @@ import torch
 
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
-from crevnet.nn.stream import FrameStream, StreamGraphs
+from crevnet.nn.stream import FrameStream, StreamGraphs, zero_state
 
 __all__ = [
     "AUTO",
@@ -82,13 +82,12 @@ def example_inputs(
         ``{"encoder": (window,), "decoder": (latent,), "rpm_step": (latent, *state)}``.
 
     Shape:
-        window: (batch, window, C, H, W); latent: (batch, 2c, [window,] h, w); state: (batch, c, ...).
+        window: (batch, window, C, H, W); latent: (batch, 2c, [window,] h, w); state: (batch, hidden, ...).
     """
     window = torch.rand(batch, graphs.window, graphs.channels, *frame_size, device=device)
     with torch.no_grad():
         latent = graphs.encode(window)
-    half = latent.shape[1] // 2
-    state = tuple(latent.new_zeros(batch, half, *latent.shape[2:]) for _ in range(graphs.state_size))
+    state = zero_state(graphs, latent)
     return {"encoder": (window,), "decoder": (latent,), "rpm_step": (latent, *state)}
 
 

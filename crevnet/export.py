@@ -195,6 +195,7 @@ def export_model(
         "downsample": d,
         "frame_size": [h, w],
         "state_size": graphs.state_size,
+        "state_channels": graphs.state_channels,
         "state_names": state_names(graphs.state_size, cfg.predictor.layers),
         "context": context,
         "torch": torch.__version__,

@@ -50,6 +50,12 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: not a crevnet export manifest (format {MANIFEST_FORMAT})")
     if manifest.get("format") not in FORMATS:
         raise DataError(f"{path}: unknown format {manifest.get('format')!r}; expected one of {list(FORMATS)}")
+    channels = manifest.get("state_channels")  # absent in exports older than the RPM's hidden width
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        raise DataError(
+            f"{path}: state_channels must be a positive number or null, got {channels!r}; "
+            "export the model again"
+        )
     return manifest
 
 
@@ -128,4 +134,5 @@ def load_exported(folder: str | os.PathLike[str], threads: int = 0) -> StreamGra
         channels=int(manifest["channels"]),
         downsample=int(manifest["downsample"]),
         frame_size=(int(manifest["frame_size"][0]), int(manifest["frame_size"][1])),
+        state_channels=manifest.get("state_channels"),
     )

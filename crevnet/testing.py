@@ -84,17 +84,18 @@ def assert_invertible(
         )
 
 
-def tiny_config(dims: int, cell: str = "st_lstm") -> CrevNetConfig:
+def tiny_config(dims: int, cell: str = "st_lstm", hidden: int | None = None) -> CrevNetConfig:
     """A CrevNet small enough for tests: two encoder stages (2 and 8 channels per half), a 2-layer RPM.
 
     Args:
         dims: 3 (3-frame windows, Conv3d) or 2 (single frames, Conv2d).
         cell: the RPM cell, "st_lstm" or "conv_lstm".
+        hidden: the RPM cells' hidden width (None: one latent half, 8).
     """
     from crevnet.nn import CrevNetConfig, EncoderConfig, PredictorConfig
 
     return CrevNetConfig(
         encoder=EncoderConfig(dims=dims, stages=(1, 1), strides=(1, 2), channels=(2, 8)),
-        predictor=PredictorConfig(layers=2, cell=cell),
+        predictor=PredictorConfig(layers=2, cell=cell, hidden=hidden),
         window=3 if dims == 3 else 1,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from crevnet.checkpoint import save_model
 from crevnet.export import export_model, state_names
@@ -33,11 +34,15 @@ def _needs(fmt: str) -> None:
 @pytest.fixture(scope="module")
 def models() -> dict[str, CrevNet]:
     torch.manual_seed(0)
-    return {name: CrevNet.from_config(path).eval() for name, path in CONFIGS.items()}
+    models = {name: CrevNet.from_config(path).eval() for name, path in CONFIGS.items()}
+    wide = yaml.safe_load(CONFIGS["quickstart"].read_text())
+    wide["model"]["net"]["predictor"]["hidden"] = 40  # cells wider than a latent half (32)
+    models["wide"] = CrevNet.from_config(wide).eval()
+    return models
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("config", ["quickstart", "paper"])
+@pytest.mark.parametrize("config", ["quickstart", "paper", "wide"])
 def test_exported_rollout_equals_pytorch(models, tmp_path: Path, config: str, fmt: str) -> None:
     _needs(fmt)
     model = models[config]
@@ -61,6 +66,9 @@ def test_exported_rollout_equals_pytorch(models, tmp_path: Path, config: str, fm
     assert list(manifest["graphs"]["rpm_step"]["outputs"]) == ["latent_out", *(f"{n}_out" for n in names)]
     assert manifest["graphs"]["encoder"]["inputs"]["window"] == ["B", model.config.window, 1, *SIZE]
     assert (manifest["state_size"] == 2 * layers + 1) == (config == "paper")  # ST-LSTM memory
+    hidden = model.predictor.hidden
+    assert manifest["state_channels"] == hidden == (40 if config == "wide" else 32)
+    assert manifest["graphs"]["rpm_step"]["inputs"][names[0]][:2] == ["B", hidden]
     assert (tmp_path / "README.md").read_text().count("rpm_step") >= 1
 
 
@@ -112,3 +120,30 @@ def test_load_exported_bad_folder(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match="not a crevnet export manifest"):
         load_exported(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "32", 2.0])
+def test_a_bad_state_width_in_the_manifest_is_refused(models, tmp_path: Path, bad) -> None:
+    from crevnet.errors import DataError
+
+    path = export_model(models["quickstart"], tmp_path, "torchscript", SIZE, context=10)
+    manifest = json.loads(path.read_text())
+    manifest["state_channels"] = bad
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest\.json: state_channels must be a positive number"):
+        load_exported(tmp_path)
+
+
+def test_an_export_without_the_state_width_still_streams(models, tmp_path: Path) -> None:
+    # Folders exported before state_channels existed: the state is one latent half wide.
+    path = export_model(models["quickstart"], tmp_path, "torchscript", SIZE, context=10)
+    manifest = json.loads(path.read_text())
+    del manifest["state_channels"]
+    path.write_text(json.dumps(manifest))
+    graphs = load_exported(tmp_path, threads=1)
+    assert graphs.state_channels is None
+    video = torch.rand(1, 3, 1, *SIZE, generator=torch.Generator().manual_seed(0))
+    old, reference = FrameStream(graphs), FrameStream(models["quickstart"])
+    old.push(video)
+    reference.push(video)
+    assert (old.forecast(3) - reference.forecast(3)).abs().max().item() <= 1e-4

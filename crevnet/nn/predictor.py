@@ -4,9 +4,13 @@ Each of the ``N`` layers reads the first half ``x1`` of the latent, updates its 
 spatio-temporal memory ``M`` that zig-zags up the layers and on to the next time step), and writes into
 the second half::
 
-    h = cell(x1, state, M)          g = gate(h)
+    h = out(cell(x1, state, M))     g = gate(h)
     x2 <- (1 − g) ⊙ x2 + g ⊙ h      (convex update, eq. 4)   or   x2 <- x2 + g ⊙ h   (additive)
     (x1, x2) <- (x2, x1)            swap, so the next layer updates the other half
+
+``out`` is the identity when the cells are as wide as a latent half (the paper); with a wider
+``hidden`` width (``PredictorConfig.hidden``) it is a 1×1 conv from the cell's hidden state to one half,
+so the RPM's capacity is chosen apart from the latent's shape.
 
 Given the hidden states ``h`` of every layer the update is invertible: this is the "conditional"
 reversibility of the paper. With the zig-zag memory, the hidden state of layer ``l`` depends on the
@@ -59,6 +63,9 @@ class PredictorConfig:
         gate: "conv1x1" (released: g = σ(conv1×1(h))) or "two_conv" (paper:
             g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2) with W1 1×1 and W2 k×k).
         update: "convex" (x2 ← (1−g)⊙x2 + g⊙h, paper) or "additive" (x2 ← x2 + g⊙h).
+        hidden: channels of the cells' hidden state and memory; None (default) for one latent half,
+            as in the paper. A different width adds a 1×1 conv per layer from the hidden state to
+            one latent half (the update and the gate read that projection).
 
     bf16 autocast and memory saving are not fields: they are run options, arguments of
     :meth:`ReversiblePredictor.forward`.
@@ -69,8 +76,15 @@ class PredictorConfig:
     cell: CellKind = "st_lstm"  # "st_lstm" | "conv_lstm"
     gate: GateKind = "conv1x1"  # "conv1x1" (released) | "two_conv" (paper)
     update: UpdateKind = "convex"  # "convex" (paper) | "additive"
+    hidden: int | None = None  # cells' hidden (and memory) channels; None: one latent half (paper)
 
     def __post_init__(self) -> None:
+        if self.hidden is not None and (
+            isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1
+        ):
+            raise ValueError(
+                f"PredictorConfig.hidden must be a positive number of channels or null, got {self.hidden!r}"
+            )
         if self.layers < 1:
             raise ValueError(f"PredictorConfig.layers must be >= 1, got {self.layers}")
         if self.kernel_size < 1 or self.kernel_size % 2 != 1:
@@ -164,8 +178,8 @@ class ReversiblePredictor(nn.Module):
 
     Args:
         dims: 2 (Conv2d, latent (B, 2C, H, W)) or 3 (Conv3d, latent (B, 2C, T, H, W)).
-        channels: channels of one latent half; also the cells' hidden and memory channels (the
-            update mixes ``h`` into ``x2``, so they must match).
+        channels: channels of one latent half; also the cells' hidden and memory channels unless
+            ``config.hidden`` sets another width.
         config: layers and variants; see :class:`PredictorConfig`.
 
     Shape:
@@ -183,7 +197,13 @@ class ReversiblePredictor(nn.Module):
         self.channels = channels
         cell, gate, update = _CELLS[config.cell], _GATES[config.gate], _UPDATES[config.update]
         k = config.kernel_size
-        self.cells = nn.ModuleList(cell(dims, channels, channels, k) for _ in range(config.layers))
+        self.hidden = hidden = config.hidden or channels
+        self.cells = nn.ModuleList(cell(dims, channels, hidden, k) for _ in range(config.layers))
+        # h enters the update through a 1x1 projection when the cells are wider than a latent half.
+        self.outs = nn.ModuleList(
+            conv_class(dims)(hidden, channels, 1) if hidden != channels else nn.Identity()
+            for _ in range(config.layers)
+        )
         self.gates = nn.ModuleList(gate(dims, channels, k) for _ in range(config.layers))
         self.update = update()
 
@@ -262,11 +282,12 @@ class ReversiblePredictor(nn.Module):
     ) -> tuple[torch.Tensor, PredictorState]:
         x1, x2 = split_halves(z)
         new_cells: list[LSTMState] = []
-        for cell, gate, s in zip(self.cells, self.gates, cells, strict=True):
+        for cell, out, gate, s in zip(self.cells, self.outs, self.gates, cells, strict=True):
             with self._autocast(z, bf16):
                 s_new, memory = cell(x1, s, memory)
-                g = gate(s_new.h)
-            x2 = self.update(x2, g.to(x2.dtype), s_new.h.to(x2.dtype))
+                h = out(s_new.h)
+                g = gate(h)
+            x2 = self.update(x2, g.to(x2.dtype), h.to(x2.dtype))
             new_cells.append(s_new)
             x1, x2 = x2, x1
         return merge_halves(x1, x2), PredictorState(tuple(new_cells), memory)
@@ -288,9 +309,11 @@ class ReversiblePredictor(nn.Module):
                 f"PredictorState has {len(state.cells)} layer states, the predictor has {len(self.cells)}"
             )
         x1, x2 = split_halves(z_out)
-        for gate, s in zip(reversed(self.gates), reversed(state.cells), strict=True):
+        layers = zip(reversed(self.outs), reversed(self.gates), reversed(state.cells), strict=True)
+        for out, gate, s in layers:
             x1, x2 = x2, x1  # undo the swap
             with self._autocast(z_out, bf16):
-                g = gate(s.h)
-            x2 = self.update.inverse(x2, g.to(x2.dtype), s.h.to(x2.dtype))
+                h = out(s.h)
+                g = gate(h)
+            x2 = self.update.inverse(x2, g.to(x2.dtype), h.to(x2.dtype))
         return merge_halves(x1, x2)

@@ -46,6 +46,7 @@ __all__ = [
     "flatten_state",
     "forecast",
     "unflatten_state",
+    "zero_state",
 ]
 
 Graph = Callable[..., torch.Tensor]
@@ -57,7 +58,7 @@ def flatten_state(state: PredictorState) -> tuple[torch.Tensor, ...]:
     """The RPM state as a flat tuple: ``h_0, c_0, h_1, c_1, ..., [memory]`` (memory for ST-LSTM cells).
 
     Shape:
-        every tensor: (B, C, [T,] h, w), one latent half.
+        every tensor: (B, hidden, [T,] h, w): the cells' hidden width (one latent half by default).
     """
     flat: list[torch.Tensor] = []
     for cell in state.cells:
@@ -152,6 +153,8 @@ class StreamGraphs(NamedTuple):
         channels: frame channels the model takes.
         downsample: the encoder's total downsampling (H and W must divide by it).
         frame_size: the only (H, W) the graphs take (exported graphs), or None for any.
+        state_channels: channels of each state tensor (the RPM cells' hidden width), or None for
+            one latent half (graphs exported before the width was recorded).
     """
 
     encode: Graph
@@ -162,6 +165,7 @@ class StreamGraphs(NamedTuple):
     channels: int
     downsample: int
     frame_size: tuple[int, int] | None = None
+    state_channels: int | None = None
 
     @classmethod
     def from_model(cls, model: CrevNet) -> StreamGraphs:
@@ -175,6 +179,7 @@ class StreamGraphs(NamedTuple):
             state_size=state_size(model.predictor),
             channels=cfg.encoder.in_channels,
             downsample=cfg.encoder.downsample,
+            state_channels=model.predictor.hidden,
         )
 
 
@@ -234,9 +239,14 @@ def _check_frames(graphs: StreamGraphs, state: StreamState | None, frames: torch
     return frames
 
 
-def _zero_state(graphs: StreamGraphs, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    half = latent.shape[1] // 2
-    shape = (latent.shape[0], half, *latent.shape[2:])
+def zero_state(graphs: StreamGraphs, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The flattened RPM state before the first window: zeros on the latent's grid.
+
+    Shape:
+        latent: (B, 2c, [T,] h, w) -> each tensor (B, state_channels or c, [T,] h, w).
+    """
+    channels = graphs.state_channels or latent.shape[1] // 2
+    shape = (latent.shape[0], channels, *latent.shape[2:])
     return tuple(latent.new_zeros(shape) for _ in range(graphs.state_size))
 
 
@@ -275,7 +285,7 @@ def advance(graphs: StreamGraphs, state: StreamState | None, frames: torch.Tenso
         z = graphs.encode(windows.transpose(0, 1).flatten(0, 1))  # (N·B, 2c, [W,] h, w), window-major
         z = z.unflatten(0, (n_windows, b))
         if not rpm:
-            rpm = _zero_state(graphs, z[0])
+            rpm = zero_state(graphs, z[0])
         for j in range(n_windows):
             latent, *rest = graphs.step(z[j], *rpm)
             rpm = tuple(rest)

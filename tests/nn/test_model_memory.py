@@ -68,6 +68,19 @@ def test_every_mode_gives_plain_gradients_in_float64(dims: int, sampling_prob: f
         assert _max_rel(got, ref) <= 1e-10, mode
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_mode_gives_plain_gradients_with_cells_wider_than_a_half(dims: int) -> None:
+    # PredictorConfig.hidden: the 1×1 projections are recomputed in full mode like the cells.
+    torch.manual_seed(0)
+    model = CrevNet(tiny_config(dims, hidden=11)).double()
+    video = _video()
+    ref = _grads(model, video, "off", 0.5)
+    assert any(k.startswith("predictor.outs.") for k in ref)
+    assert all(g.abs().max() > 0 for k, g in ref.items() if k != "loss")
+    for mode in ("encoder", "full"):
+        assert _max_rel(_grads(model, video, mode, 0.5), ref) <= 1e-10, mode
+
+
 @pytest.mark.parametrize("sampling_prob", [0.0, 0.5])
 @pytest.mark.parametrize("dims", [2, 3])
 def test_float32_difference_is_within_plain_float32_noise(dims: int, sampling_prob: float) -> None:

@@ -125,3 +125,63 @@ def test_errors() -> None:
         PredictorConfig(layers=0)
     with pytest.raises(ValueError, match="kernel_size"):
         PredictorConfig(kernel_size=4)
+
+
+# -- cells wider than a latent half (PredictorConfig.hidden) ---------------------------------------------
+@pytest.mark.parametrize("cell", ["st_lstm", "conv_lstm"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_wider_cells_keep_the_conditional_inverse_exact(cell: str, dims: int) -> None:
+    rpm = _rpm(dims, cell=cell, hidden=7).double()
+    _, state = rpm(_latent(dims, 4, seed=1, dtype=torch.float64))
+    z = _latent(dims, 4, seed=2, dtype=torch.float64)
+    with torch.no_grad():
+        z_out, new_state = rpm(z, state)
+        z_back = rpm.inverse(z_out, new_state)
+    assert all(s.h.shape[1] == s.c.shape[1] == 7 for s in new_state.cells)
+    if cell == "st_lstm":
+        assert new_state.memory.shape[1] == 7
+    assert z_out.shape == z.shape and (z_out - z).abs().max() > 1e-2
+    torch.testing.assert_close(z_back, z, rtol=0, atol=1e-10)
+
+
+def test_wider_cells_update_through_a_1x1_projection() -> None:
+    rpm = ReversiblePredictor(2, 3, PredictorConfig(layers=1, hidden=5)).double()
+    z = _latent(2, 3, dtype=torch.float64)
+    z_out, state = rpm(z)
+    h = state.cells[0].h  # (B, 5, H, W)
+    proj = rpm.outs[0]
+    h_half = torch.einsum("bchw,oc->bohw", h, proj.weight[:, :, 0, 0]) + proj.bias.view(1, -1, 1, 1)
+    g = torch.sigmoid(rpm.gates[0].conv(h_half))
+    x1, x2 = z[:, :3], z[:, 3:]
+    torch.testing.assert_close(z_out, torch.cat((x2 + g * (h_half - x2), x1), 1))
+
+
+def test_default_width_has_the_papers_parameters_and_no_projection() -> None:
+    for hidden in (None, 4):  # one latent half, by default or by name
+        rpm = _rpm(2, hidden=hidden)
+        assert not any(name.startswith("outs.") for name, _ in rpm.named_parameters())
+    assert (
+        sum(p.numel() for p in ReversiblePredictor(3, 32, PredictorConfig(hidden=32)).parameters())
+        == 4_892_928
+    )
+    wide = _rpm(2, hidden=6)
+    assert sorted({n.split(".")[2] for n, _ in wide.named_parameters() if n.startswith("outs.")}) == [
+        "bias",
+        "weight",
+    ]
+    assert wide.outs[0].weight.shape == (4, 6, 1, 1)
+
+
+def test_wider_cells_get_gradients_everywhere() -> None:
+    rpm = _rpm(3, hidden=6)
+    z, state = rpm(_latent(3, 4))
+    z, state = rpm(z, state)
+    (z.square().mean() + state.memory.mean()).backward()
+    for name, p in rpm.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "wide"])
+def test_bad_hidden_width_is_a_clear_error(bad) -> None:
+    with pytest.raises(ValueError, match=r"PredictorConfig\.hidden must be a positive number"):
+        PredictorConfig(hidden=bad)

@@ -13,6 +13,7 @@ from crevnet.nn.stream import (
     flatten_state,
     forecast,
     unflatten_state,
+    zero_state,
 )
 from crevnet.testing import tiny_config
 
@@ -127,6 +128,31 @@ def test_zero_state_step_equals_the_predictors_initial_step() -> None:
         out = graphs.step(z, *(torch.zeros(1, 8, 2, 2) for _ in range(graphs.state_size)))
     assert torch.equal(out[0], expected)
     assert all(torch.equal(a, b) for a, b in zip(out[1:], flatten_state(state), strict=True))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_stream_of_an_rpm_wider_than_a_half_equals_predict(dims: int) -> None:
+    torch.manual_seed(0)
+    model = CrevNet(tiny_config(dims, hidden=5)).eval()
+    graphs = StreamGraphs.from_model(model)
+    assert graphs.state_channels == 5
+    video = _video(t=6)
+    stream = FrameStream(graphs)
+    stream.push(video)
+    assert all(t.shape[:2] == (2, 5) for t in stream.state.rpm)
+    with torch.no_grad():
+        expected = model.predict(video, horizon=4)
+    torch.testing.assert_close(stream.forecast(4), expected, atol=2e-6, rtol=1e-5)
+
+
+def test_zero_state_has_the_cells_width_or_one_half() -> None:
+    graphs = StreamGraphs.from_model(_model(2))
+    latent = torch.rand(3, 16, 2, 2)
+    assert [t.shape for t in zero_state(graphs, latent)] == [(3, 8, 2, 2)] * graphs.state_size
+    wide = graphs._replace(state_channels=12)
+    assert {t.shape for t in zero_state(wide, latent)} == {(3, 12, 2, 2)}
+    old = graphs._replace(state_channels=None)  # an export without the field: one latent half
+    assert {t.shape for t in zero_state(old, latent)} == {(3, 8, 2, 2)}
 
 
 @pytest.mark.parametrize(
