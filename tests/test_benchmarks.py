@@ -85,7 +85,7 @@ def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
     assert all((r["fast_ms"] is None) == (r["stride"] != [1, 1, 1]) for r in shapes)
     assert all((r["folded_ms"] is None) == (r["stride"] != [1, 1, 1]) for r in shapes)
     assert any(r["stride"] == [1, 2, 2] for r in shapes) and all(r["fast_ms"] != 0 for r in shapes)
-    # the model's path per conv: on AVX-512 CPUs the narrow stride-1 3×3×3 convs (in · out <= 512) are
+    # the model's path per conv: on AVX-512 CPUs the narrow stride-1 3×3×3 convs (in · out <= 64) are
     # folded and the wide ones native; elsewhere every stride-1 3×3×3 conv takes the fast backward
     from crevnet.nn import conv
 
@@ -94,7 +94,7 @@ def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
             return "native"
         if not conv._avx512_cpu():
             return "fast"
-        return "folded" if r["input"][1] * r["out_channels"] <= 512 else "native"
+        return "folded" if r["input"][1] * r["out_channels"] <= 64 else "native"
 
     assert all(r["model_path"] == path(r) for r in shapes)
     assert all(r["best_path"] in ("fast", "folded", "native") for r in shapes)

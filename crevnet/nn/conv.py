@@ -31,9 +31,11 @@ not change.
 
 Time folded into channels (:func:`conv_time_folded`): on a 3-frame window, a 3-D conv is one 2-D conv
 over ``C·T`` channels whose kernel holds the 3-D kernel's time slices in a banded block pattern. On
-AVX-512 CPUs oneDNN's 2-D kernels run the encoder's narrow convs (``in · out <= 512``) faster that way,
-forward and backward, than either 3-D path (``benchmarks/conv_backward.py``, ``folded_ms``); traced,
-exported and compiled graphs keep the plain ``Conv3d``.
+AVX-512 CPUs oneDNN's 2-D kernels run the encoder's narrow convs (``in · out <= 64``, on 32×32 and
+16×16 grids) 1.25-2.4× faster that way, forward and backward, than crevnet's 3-D path and 2.4-6× faster
+than oneDNN's 3-D one; on its 8×8 stage (``in · out`` 256-512) oneDNN's own 3-D conv was faster
+(``benchmarks/results/conv_backward_fold_xeon.jsonl``). Traced, exported and compiled graphs keep the
+plain ``Conv3d``.
 
 :func:`native_backward` switches the fast paths off inside a ``with`` block (for comparisons and
 benchmarks). :func:`conv_class` is the one place the encoder and the predictor get their conv layer.
@@ -223,7 +225,6 @@ def _avx512_cpu() -> bool:
     return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
-_FOLD_3D = 512  # in_channels · out_channels up to which a 3-D conv is folded into a 2-D one on AVX-512
 _FOLD_MAX_FRAMES = 8  # the folded kernel grows with frames²: only short time axes (windows)
 
 
@@ -244,9 +245,10 @@ def _foldable(x: torch.Tensor) -> bool:
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` with the faster CPU paths measured for CrevNet's stride-1 cube-kernel convs.
 
-    On AVX-512 CPUs the narrow ones (``in · out <= 512``: the encoder's) on short clips are computed
-    as one 2-D conv with time folded into channels (:func:`conv_time_folded`), forward and backward,
-    and the wide ones (the RPM's) keep oneDNN's own backward, which is fast there. On other CPUs every
+    On AVX-512 CPUs the narrow ones (``in · out <= 64``: the encoder's first two stages) on short
+    clips are computed as one 2-D conv with time folded into channels (:func:`conv_time_folded`),
+    forward and backward, and the wider ones (the RPM's, the encoder's last stage) keep oneDNN's own
+    backward, which is fast there. On other CPUs every
     one takes the fast backward of :func:`conv_same`. 1×1×1 convs, strided, dilated or grouped convs
     and CUDA tensors always run ``nn.Conv3d``.
 
@@ -259,10 +261,10 @@ class Conv3d(nn.Conv3d):
         if pad is None or self.kernel_size[0] == 1:  # 1×1×1 convs measured faster natively
             return super().forward(x)
         if _avx512_cpu():
-            if _FAST.get() and self.in_channels * self.out_channels <= _FOLD_3D and _foldable(x):
-                return conv_time_folded(x, self.weight, self.bias, pad)
             if self.in_channels * self.out_channels > _WIDE_3D:
                 return super().forward(x)
+            if _FAST.get() and _foldable(x):
+                return conv_time_folded(x, self.weight, self.bias, pad)
         return conv_same(x, self.weight, self.bias, pad)
 
 
