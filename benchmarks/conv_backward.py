@@ -1,13 +1,15 @@
-"""Forward + backward time of every conv shape in a CrevNet config: crevnet's conv backward vs PyTorch's.
+"""Forward + backward time of every conv shape in a CrevNet config: crevnet's conv paths vs PyTorch's.
 
 Records the shapes the model's convs see in one training forward (a hook on every ``nn.Conv2d`` /
-``nn.Conv3d``), then times forward + backward for each distinct shape two ways: ``fast`` with
-``crevnet.nn.conv.conv_same`` (gradients as forward convs), ``native`` with PyTorch's own conv. Every
-stride-1 cube-kernel conv is timed both ways, also the 1×1 and 2-D ones that the model leaves on
-PyTorch's backward (``model_uses_fast`` says which path the model takes), so the rule in
-``crevnet/nn/conv.py`` can be checked on any config. Prints one JSON object per shape and a last one
-with the totals weighted by how often each shape runs in a forward (``calls_per_forward``), for the
-path the model takes and for the native path; the memory-saving replay is not counted.
+``nn.Conv3d``), then times forward + backward for each distinct shape: ``fast`` with
+``crevnet.nn.conv.conv_same`` (gradients as forward convs), ``native`` with PyTorch's own conv, and for
+3-D convs ``folded`` with ``crevnet.nn.conv.conv_time_folded`` (one 2-D conv, time folded into
+channels). Every stride-1 cube-kernel conv is timed every way, also the 1×1 and 2-D ones that the model
+leaves on PyTorch's backward (``model_path`` says which path the model takes on this CPU), so the
+rule in ``crevnet/nn/conv.py`` can be checked on any config. Prints one JSON object per shape and a
+last one with the totals weighted by how often each shape runs in a forward (``calls_per_forward``),
+for the path the model takes, for the native path and for the best path per shape; the memory-saving
+replay is not counted.
 
 Example::
 
@@ -25,8 +27,9 @@ from collections import Counter
 import torch
 from torch import nn
 
+from crevnet.device import cpu_name
 from crevnet.nn import CrevNet, load_config
-from crevnet.nn.conv import conv_same, native_backward, same_padding
+from crevnet.nn.conv import conv_same, conv_time_folded, native_backward, same_padding
 
 Shape = tuple[str, tuple[int, ...], int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool]
 
@@ -71,6 +74,9 @@ def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: 
         if path == "fast":
             assert pad is not None
             return conv_same(x, module.weight, module.bias, pad)
+        if path == "folded":
+            assert pad is not None and x.dim() == 5
+            return conv_time_folded(x, module.weight, module.bias, pad)
         with native_backward():  # the module's own class may be crevnet's Conv3d
             return module._conv_forward(x, module.weight, module.bias)
 
@@ -87,10 +93,15 @@ def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: 
     return statistics.median(once() for _ in range(reps))
 
 
-def model_uses_fast(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the model's own module takes the fast backward for this input."""
+def model_path(module: nn.Module, x: torch.Tensor) -> str:
+    """The path the model's own module takes for this input: ``fast``, ``folded`` or ``native``."""
     y = module(x.detach().requires_grad_())
-    return y.grad_fn is not None and "_SameConv" in type(y.grad_fn).__name__
+    name = type(y.grad_fn).__name__ if y.grad_fn is not None else ""
+    if "_SameConv" in name:
+        return "fast"
+    if name == "ViewBackward0" and x.dim() == 5:  # conv_time_folded: a 2-D conv viewed back to 5-D
+        return "folded"
+    return "native"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,14 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     model = CrevNet(load_config(args.config))
     c = model.config.encoder.in_channels
     shapes = conv_shapes(model, torch.rand(args.batch, args.frames, c, args.size, args.size))
-    total_model = total_native = 0.0
+    total_model = total_native = total_best = 0.0
     for (kind, in_shape, c_out, _, k, stride, _, _), (module, calls) in sorted(shapes.items()):
         x = torch.randn(in_shape)
-        native = time_shape(module, x, "native", args.reps)
-        fast = time_shape(module, x, "fast", args.reps) if same_padding(module) is not None else None
-        uses_fast = model_uses_fast(module, x)
-        total_model += calls * (fast if uses_fast and fast is not None else native)
-        total_native += calls * native
+        same = same_padding(module) is not None
+        times = {"native": time_shape(module, x, "native", args.reps)}
+        if same:
+            times["fast"] = time_shape(module, x, "fast", args.reps)
+        if same and x.dim() == 5:
+            times["folded"] = time_shape(module, x, "folded", args.reps)
+        path = model_path(module, x)
+        total_model += calls * times[path]
+        total_native += calls * times["native"]
+        total_best += calls * min(times.values())
         row = {
             "conv": kind,
             "input": list(in_shape),
@@ -123,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             "kernel": list(k),
             "stride": list(stride),
             "calls_per_forward": calls,
-            "model_uses_fast": uses_fast,
-            "fast_ms": None if fast is None else round(fast * 1e3, 3),
-            "native_ms": round(native * 1e3, 3),
-            "speedup": None if fast is None else round(native / fast, 2),
+            "model_path": path,
+            "best_path": min(times, key=times.__getitem__),
+            "fast_ms": round(times["fast"] * 1e3, 3) if "fast" in times else None,
+            "folded_ms": round(times["folded"] * 1e3, 3) if "folded" in times else None,
+            "native_ms": round(times["native"] * 1e3, 3),
+            "speedup": round(times["native"] / times[path], 2),
         }
         print(json.dumps(row), flush=True)
     summary = {
@@ -135,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "weighted_model_ms": round(total_model * 1e3, 3),
         "weighted_native_ms": round(total_native * 1e3, 3),
+        "weighted_best_ms": round(total_best * 1e3, 3),
         "speedup": round(total_native / total_model, 2),
+        "cpu": cpu_name(),
         "torch": torch.__version__,
     }
     print(json.dumps(summary))

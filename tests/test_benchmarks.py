@@ -80,23 +80,29 @@ def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
     assert {tuple(r["kernel"]) for r in shapes} == {(3, 3, 3), (1, 1, 1)}
     assert sum(r["calls_per_forward"] for r in shapes if r["input"][0] == 1) == 2 * 2 * 5
     assert all(r["native_ms"] > 0 for r in shapes)
-    # both paths are timed for every stride-1 conv (the 1×1 ones too); strided ones only natively
+    # every path is timed for every stride-1 conv (the 1×1 ones too; folded for 3-D ones); strided
+    # ones only natively
     assert all((r["fast_ms"] is None) == (r["stride"] != [1, 1, 1]) for r in shapes)
+    assert all((r["folded_ms"] is None) == (r["stride"] != [1, 1, 1]) for r in shapes)
     assert any(r["stride"] == [1, 2, 2] for r in shapes) and all(r["fast_ms"] != 0 for r in shapes)
-    # the model takes the fast backward for exactly its stride-1 3×3×3 convs (on AVX-512 CPUs only the
-    # narrow ones, in · out <= 64)
+    # the model's path per conv: on AVX-512 CPUs the narrow stride-1 3×3×3 convs (in · out <= 64) are
+    # folded and the wide ones native; elsewhere every stride-1 3×3×3 conv takes the fast backward
     from crevnet.nn import conv
 
-    def fast(r: dict) -> bool:
-        narrow = r["input"][1] * r["out_channels"] <= 64
-        return r["kernel"] == [3, 3, 3] and r["stride"] == [1, 1, 1] and (narrow or not conv._avx512_cpu())
+    def path(r: dict) -> str:
+        if r["kernel"] != [3, 3, 3] or r["stride"] != [1, 1, 1]:
+            return "native"
+        if not conv._avx512_cpu():
+            return "fast"
+        return "folded" if r["input"][1] * r["out_channels"] <= 64 else "native"
 
-    assert all(r["model_uses_fast"] == fast(r) for r in shapes)
-    model_ms = sum(
-        r["calls_per_forward"] * r["fast_ms" if r["model_uses_fast"] else "native_ms"] for r in shapes
-    )
+    assert all(r["model_path"] == path(r) for r in shapes)
+    assert all(r["best_path"] in ("fast", "folded", "native") for r in shapes)
+    model_ms = sum(r["calls_per_forward"] * r[f"{r['model_path']}_ms"] for r in shapes)
     native_ms = sum(r["calls_per_forward"] * r["native_ms"] for r in shapes)
+    best_ms = sum(r["calls_per_forward"] * r[f"{r['best_path']}_ms"] for r in shapes)
     assert summary["weighted_model_ms"] == pytest.approx(model_ms, rel=1e-3, abs=0.01)
+    assert summary["weighted_best_ms"] == pytest.approx(best_ms, rel=1e-3, abs=0.01)
     assert summary["weighted_native_ms"] == pytest.approx(native_ms, rel=1e-3, abs=0.01)
 
 

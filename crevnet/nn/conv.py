@@ -1,4 +1,4 @@
-"""Conv3d with a faster CPU backward for the small "same" 3-D convolutions CrevNet is made of.
+"""Conv3d (and Conv2d) with faster CPU paths for the small "same" convolutions CrevNet is made of.
 
 On the CPU, PyTorch's oneDNN backward of a small stride-1 convolution is several times slower than its
 forward: at the paper's shapes (batch 8, 96 -> 96 channels, 3×8×8 grid, 3×3×3 kernel) the weight
@@ -29,7 +29,15 @@ forward); wider 2-D convs were 0.6-1.0× and keep PyTorch's backward (:class:`Co
 and their names are those of ``nn.Conv2d`` / ``nn.Conv3d``, so checkpoints and parameter counts do
 not change.
 
-:func:`native_backward` switches the fast path off inside a ``with`` block (for comparisons and
+Time folded into channels (:func:`conv_time_folded`): on a 3-frame window, a 3-D conv is one 2-D conv
+over ``C·T`` channels whose kernel holds the 3-D kernel's time slices in a banded block pattern. On
+AVX-512 CPUs oneDNN's 2-D kernels run the encoder's narrow convs (``in · out <= 64``, on 32×32 and
+16×16 grids) 1.25-2.4× faster that way, forward and backward, than crevnet's 3-D path and 2.4-6× faster
+than oneDNN's 3-D one; on its 8×8 stage (``in · out`` 256-512) oneDNN's own 3-D conv was faster
+(``benchmarks/results/conv_backward_fold_xeon.jsonl``). Traced, exported and compiled graphs keep the
+plain ``Conv3d``.
+
+:func:`native_backward` switches the fast paths off inside a ``with`` block (for comparisons and
 benchmarks). :func:`conv_class` is the one place the encoder and the predictor get their conv layer.
 """
 
@@ -44,7 +52,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv2d", "Conv3d", "conv_class", "conv_same", "native_backward", "same_padding"]
+__all__ = [
+    "Conv2d",
+    "Conv3d",
+    "conv_class",
+    "conv_same",
+    "conv_time_folded",
+    "fold_time_kernel",
+    "native_backward",
+    "same_padding",
+]
 
 _FAST = ContextVar("crevnet_fast_conv_backward", default=True)
 _CONV_FN = {4: F.conv2d, 5: F.conv3d}
@@ -123,6 +140,59 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return _CONV_FN[x.dim()](x, weight, bias, padding=padding)
 
 
+def fold_time_kernel(weight: torch.Tensor, t_in: int, padding: int) -> torch.Tensor:
+    """The 2-D kernel that computes a 3-D convolution over ``t_in`` frames with time folded into channels.
+
+    Output frame ``t`` of a stride-1 3-D conv reads input frame ``t' = t + d − padding`` through the
+    kernel's time slice ``d``; with ``(C, T)`` flattened to ``C·T`` channels (``c·T + t'``) that is a 2-D
+    conv whose kernel holds ``weight[:, :, d]`` in block ``(t, t')`` and zeros where ``d`` falls outside
+    the kernel (the time padding). Built from slices of ``weight``, so gradients flow back to it.
+
+    Args:
+        weight: (C_out, C_in, k, kh, kw).
+        t_in: frames of the input.
+        padding: zero padding on each side of the time axis.
+
+    Returns:
+        (C_out · T_out, C_in · t_in, kh, kw) with ``T_out = t_in + 2·padding − k + 1``.
+    """
+    c_out, c_in, k = weight.shape[:3]
+    t_out = t_in + 2 * padding - k + 1
+    zero = weight.new_zeros((c_out, c_in, *weight.shape[3:]))
+    rows = [
+        torch.stack([weight[:, :, d] if 0 <= (d := tp - t + padding) < k else zero for tp in range(t_in)], 2)
+        for t in range(t_out)
+    ]  # each (C_out, C_in, t_in, kh, kw)
+    return torch.stack(rows, 1).reshape(c_out * t_out, c_in * t_in, *weight.shape[3:])
+
+
+def conv_time_folded(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int
+) -> torch.Tensor:
+    """Stride-1 zero-padded 3-D convolution computed as one 2-D convolution (time folded into channels).
+
+    Equal to ``F.conv3d(x, weight, bias, padding=padding)`` to rounding; PyTorch's autograd gives its
+    gradients (through the 2-D conv and the kernel fold of :func:`fold_time_kernel`). On a short time
+    axis (CrevNet's 3-frame windows) oneDNN's 2-D kernels run the encoder's narrow convs faster than its
+    3-D ones, forward and backward (``benchmarks/conv_backward.py``, path ``fold``).
+
+    Args:
+        x: (B, C_in, T, H, W).
+        weight: (C_out, C_in, k, k, k).
+        bias: (C_out,) or None.
+        padding: zero padding on each side of every axis.
+
+    Returns:
+        (B, C_out, T', H', W'), with ``n' = n + 2·padding − k + 1`` on each axis.
+    """
+    b, c_in, t_in = x.shape[:3]
+    kernel = fold_time_kernel(weight, t_in, padding)
+    t_out = kernel.shape[0] // weight.shape[0]
+    folded_bias = None if bias is None else bias.repeat_interleave(t_out)
+    y = F.conv2d(x.reshape(b, c_in * t_in, *x.shape[3:]), kernel, folded_bias, padding=padding)
+    return y.view(b, weight.shape[0], t_out, *y.shape[2:])
+
+
 def same_padding(conv: nn.Conv2d | nn.Conv3d) -> int | None:
     """The padding with which :func:`conv_same` computes ``conv`` (any kernel size), or None.
 
@@ -155,12 +225,32 @@ def _avx512_cpu() -> bool:
     return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
-class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` whose stride-1 form has the fast CPU backward of :func:`conv_same`.
+_FOLD_MAX_FRAMES = 8  # the folded kernel grows with frames²: only short time axes (windows)
 
-    Where it was measured to pay off: every stride-1 cube-kernel conv with k > 1 on CPUs without
-    AVX-512; on AVX-512 CPUs only the narrow ones (``in · out <= 64``: the encoder's first stages),
-    since oneDNN's own backward of the wide ones is faster there.
+
+def _foldable(x: torch.Tensor) -> bool:
+    # Traced, exported and compiled graphs keep the plain Conv3d: one standard op for ONNX, TorchScript
+    # and inductor (the legacy ONNX exporter cannot export a conv whose kernel is computed).
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 5
+        and x.shape[2] <= _FOLD_MAX_FRAMES
+        and x.dtype in (torch.float32, torch.float64)
+        and not _cpu_autocast_enabled()
+    )
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` with the faster CPU paths measured for CrevNet's stride-1 cube-kernel convs.
+
+    On AVX-512 CPUs the narrow ones (``in · out <= 64``: the encoder's first two stages) on short
+    clips are computed as one 2-D conv with time folded into channels (:func:`conv_time_folded`),
+    forward and backward, and the wider ones (the RPM's, the encoder's last stage) keep oneDNN's own
+    backward, which is fast there. On other CPUs every
+    one takes the fast backward of :func:`conv_same`. 1×1×1 convs, strided, dilated or grouped convs
+    and CUDA tensors always run ``nn.Conv3d``.
 
     Shape:
         (B, C_in, T, H, W) -> (B, C_out, T', H', W'), as ``nn.Conv3d``.
@@ -170,8 +260,11 @@ class Conv3d(nn.Conv3d):
         pad = same_padding(self)
         if pad is None or self.kernel_size[0] == 1:  # 1×1×1 convs measured faster natively
             return super().forward(x)
-        if self.in_channels * self.out_channels > _WIDE_3D and _avx512_cpu():
-            return super().forward(x)
+        if _avx512_cpu():
+            if self.in_channels * self.out_channels > _WIDE_3D:
+                return super().forward(x)
+            if _FAST.get() and _foldable(x):
+                return conv_time_folded(x, self.weight, self.bias, pad)
         return conv_same(x, self.weight, self.bias, pad)
 
 

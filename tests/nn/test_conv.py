@@ -1,4 +1,8 @@
-"""The fast-backward Conv3d computes PyTorch's convolution gradients, and is used only where it is valid."""
+"""crevnet's Conv3d / Conv2d compute PyTorch's convolutions and their gradients, each path only where valid.
+
+The paths depend on the CPU kind (``crevnet.nn.conv._avx512_cpu``); tests pin it (AVX2 unless a test
+sets it) so that they check the same routing on every machine.
+"""
 
 import pytest
 import torch
@@ -7,11 +11,34 @@ from torch import nn
 
 import crevnet.nn.conv as conv_module
 from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig
-from crevnet.nn.conv import Conv2d, Conv3d, conv_class, conv_same, native_backward
+from crevnet.nn.conv import (
+    Conv2d,
+    Conv3d,
+    conv_class,
+    conv_same,
+    conv_time_folded,
+    fold_time_kernel,
+    native_backward,
+)
+
+_DETECTED_AVX512 = conv_module._avx512_cpu
+
+
+@pytest.fixture(autouse=True)
+def _avx2_cpu(monkeypatch):
+    monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: False)
 
 
 def _uses_fast_path(y: torch.Tensor) -> bool:
     return y.grad_fn is not None and "_SameConv" in type(y.grad_fn).__name__
+
+
+def _uses_folded_path(y: torch.Tensor) -> bool:
+    """A 2-D conv whose output was viewed back to 5-D (conv_time_folded's graph)."""
+    fn = y.grad_fn
+    if fn is None or type(fn).__name__ != "ViewBackward0":
+        return False
+    return any(f is not None and type(f).__name__ == "ConvolutionBackward0" for f, _ in fn.next_functions)
 
 
 def _reference_grads(x, w, b, padding, grad_out):
@@ -149,8 +176,11 @@ def test_parameters_and_state_dict_match_nn_conv3d():
     torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
 
 
-def test_crevnet_gradients_equal_with_native_backward():
-    """A whole 3-D CrevNet (full memory saving, ST-LSTM RPM) in float64, both conv backward paths."""
+@pytest.mark.parametrize("avx512", [False, True])
+def test_crevnet_gradients_equal_with_native_backward(monkeypatch, avx512):
+    """A whole 3-D CrevNet (full memory saving, ST-LSTM RPM) in float64, crevnet's conv paths (fast
+    backward on AVX2; folded narrow and native wide convs on AVX-512) against PyTorch's own."""
+    monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: avx512)
     cfg = CrevNetConfig(
         encoder=EncoderConfig(stages=(1, 1, 1), channels=(2, 8, 32)),
         predictor=PredictorConfig(layers=2),
@@ -196,15 +226,98 @@ def test_conv2d_takes_the_fast_backward_only_for_narrow_convs(c_in, c_out, fast)
 
 
 @pytest.mark.parametrize("avx512", [True, False])
-@pytest.mark.parametrize(("c_in", "c_out"), [(1, 2), (8, 8), (8, 16), (96, 96)])
-def test_conv3d_keeps_onednn_backward_for_wide_convs_on_avx512(monkeypatch, avx512, c_in, c_out):
+@pytest.mark.parametrize(("c_in", "c_out"), [(1, 2), (8, 8), (8, 16), (16, 32), (96, 96)])
+def test_conv3d_paths_by_cpu_kind(monkeypatch, avx512, c_in, c_out):
     # measured: on an AVX-512 Xeon oneDNN's backward of the RPM's wide convs is faster than crevnet's
-    # (0.69-0.76x), while the encoder's narrow ones still gain 2.3-2.9x; on AVX2 every one gained
+    # and its 2-D kernels run the encoder's narrow ones faster time-folded; on AVX2 every cube conv
+    # gained from crevnet's fast backward
     monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: avx512)
     conv = Conv3d(c_in, c_out, 3, padding=1)
     y = conv(torch.randn(1, c_in, 3, 4, 4, requires_grad=True))
-    assert _uses_fast_path(y) is (not avx512 or c_in * c_out <= 64)
+    narrow = c_in * c_out <= 64
+    assert _uses_fast_path(y) is (not avx512)
+    assert _uses_folded_path(y) is (avx512 and narrow)
 
 
 def test_avx512_detection_follows_torch():
-    assert conv_module._avx512_cpu() is (torch.backends.cpu.get_cpu_capability() == "AVX512")
+    assert _DETECTED_AVX512() is (torch.backends.cpu.get_cpu_capability() == "AVX512")
+
+
+# -- time folded into channels (AVX-512 CPUs, the encoder's narrow 3-D convs) ----------------------------
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "padding", "frames"),
+    [(2, 1, 3, 1, 3), (1, 2, 3, 1, 3), (3, 4, 3, 0, 5), (1, 2, 5, 2, 3), (2, 3, 3, 2, 2), (4, 4, 3, 1, 1)],
+)
+def test_time_folded_conv_equals_conv3d_in_float64(c_in, c_out, k, padding, frames):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c_in, frames, 5, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(c_out, c_in, k, k, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(c_out, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = conv_time_folded(x, w, b, padding)
+    ref = F.conv3d(x, w, b, padding=padding)  # an independent computation
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(y, (x, w, b), g)
+    want = torch.autograd.grad(ref, (x, w, b), g)
+    for a, e in zip(got, want, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *t: conv_time_folded(*t, padding), (x, w, b))
+
+
+def test_folded_kernel_layout():
+    # output frame t reads input frame t' through the kernel's time slice t' - t + padding
+    w = torch.arange(2 * 1 * 3 * 1 * 1, dtype=torch.float64).view(2, 1, 3, 1, 1) + 1
+    kernel = fold_time_kernel(w, 3, 1).view(2, 3, 1, 3)  # (C_out, T_out, C_in, T_in)
+    for o in range(2):
+        for t in range(3):
+            for tp in range(3):
+                d = tp - t + 1
+                want = w[o, 0, d, 0, 0] if 0 <= d < 3 else 0.0
+                assert kernel[o, t, 0, tp] == want
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "frames", "path"),
+    [
+        (2, 1, 3, "folded"),  # the encoder's first stage
+        (8, 8, 3, "folded"),  # in · out = 64
+        (16, 32, 3, "native"),  # the encoder's 8×8 stage: oneDNN's own conv (as the RPM's 96 -> 96)
+        (2, 2, 9, "fast"),  # a long time axis is not folded
+    ],
+)
+def test_conv3d_on_avx512_folds_the_narrow_convs(monkeypatch, c_in, c_out, frames, path):
+    monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: True)
+    torch.manual_seed(0)
+    conv = Conv3d(c_in, c_out, 3, padding=1).double()
+    ref = nn.Conv3d(c_in, c_out, 3, padding=1).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, c_in, frames, 5, 5, dtype=torch.float64, requires_grad=True)
+    y = conv(x)
+    assert _uses_folded_path(y) is (path == "folded")
+    assert _uses_fast_path(y) is (path == "fast")
+    torch.testing.assert_close(y, ref(x), rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+    want = torch.autograd.grad(ref(x), (x, ref.weight, ref.bias), g)
+    for a, e in zip(got, want, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # inference takes the same path: forward and recomputation agree exactly
+        assert torch.equal(conv(x), y.detach())
+    with native_backward():
+        assert not _uses_folded_path(conv(x)) and not _uses_fast_path(conv(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _uses_folded_path(conv.float()(x.float()))
+
+
+def test_traced_and_exported_graphs_keep_the_plain_conv3d(monkeypatch):
+    # ONNX (legacy exporter) cannot export a conv with a computed kernel; traced graphs stay standard
+    monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: True)
+    conv = Conv3d(2, 1, 3, padding=1).eval()
+    x = torch.randn(1, 2, 3, 8, 8)
+    with torch.no_grad():
+        traced = torch.jit.trace(conv, x, check_trace=False)
+    graph = str(traced.graph)
+    assert "aten::stack" not in graph and "aten::_convolution" in graph
+    torch.testing.assert_close(traced(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
+    assert _uses_folded_path(conv(x.requires_grad_()))  # eager training still folds
