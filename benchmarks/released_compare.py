@@ -18,6 +18,13 @@ the CPU kind, so it is only meaningful with the name: crevnet's gain came from a
 backward than oneDNN's own (crevnet/nn/conv.py), which the released code uses; that gain was measured
 on an AVX2-only AMD EPYC and is small where oneDNN's backward is fast (an AVX-512 Xeon).
 
+``--profile`` adds one more step per run under ``torch.profiler`` and splits its CPU time:
+``conv_s`` (self time of every convolution op, forward and backward), ``rpm_conv_s`` (those whose input
+lies on the latent grid, batch × (3, size/8, size/8), with more channels than one latent half (32):
+the RPM's cell convs, which read ``[x, h, c, M]``, the same arithmetic in both codes) and
+``profiled_s`` (all ops). The released code's RPM conv time bounds how far below its step time any
+implementation of the same model with the same conv kernels can go.
+
 On the CPU the released code's hard-coded ``.cuda()`` calls are made no-ops for its run.
 """
 
@@ -79,6 +86,44 @@ def released_model(folder: Path, batch: int, size: int) -> torch.nn.Module:
     )
 
 
+_CONV_OPS = {
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::_slow_conv2d_forward",
+    "aten::_slow_conv2d_backward",
+    "aten::slow_conv3d_forward",
+}
+
+
+_HALF = 32  # channels of one latent half of the paper model
+
+
+def profile_split(step: object, batch: int, size: int) -> dict[str, float]:
+    """Run ``step()`` once under the profiler; CPU self time of all ops, of convs, of the RPM's convs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    grid = (3, size // 8, size // 8)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()  # type: ignore[operator]
+    total = conv = rpm = 0.0
+    for event in prof.key_averages(group_by_input_shape=True):
+        total += event.self_cpu_time_total
+        if event.key in _CONV_OPS:
+            conv += event.self_cpu_time_total
+            shapes = event.input_shapes or []
+            # convolution_backward(grad_output, input, weight, ...): the conv's input is the second
+            shape = (
+                shapes[1] if event.key.endswith("backward") and len(shapes) > 1 else shapes[:1] and shapes[0]
+            )
+            if len(shape) == 5 and shape[0] == batch and tuple(shape[2:]) == grid and shape[1] > _HALF:
+                rpm += event.self_cpu_time_total
+    return {
+        "profiled_s": round(total / 1e6, 6),
+        "conv_s": round(conv / 1e6, 6),
+        "rpm_conv_s": round(rpm / 1e6, 6),
+    }
+
+
 def run_here(args: argparse.Namespace) -> dict[str, object]:
     """Time one variant in this process."""
     torch.set_num_threads(args.threads)
@@ -133,6 +178,8 @@ def run_here(args: argparse.Namespace) -> dict[str, object]:
     else:
         peak = _peak_rss_mb()
         row["peak_rss_mb"] = None if peak is None else round(peak, 1)
+    if args.profile:
+        row.update(profile_split(step, args.batch, args.size))
     return row
 
 
@@ -146,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="how many times every variant runs")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--profile", action="store_true", help="split one more step's CPU time (convs)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.variant:
@@ -159,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             argv_child = [sys.executable, str(Path(__file__).resolve()), "--variant", variant]
             for key in ("released", "batch", "size", "threads", "steps", "device"):
                 argv_child += [f"--{key}", str(getattr(args, key))]
+            argv_child += ["--profile"] if args.profile else []
             out = subprocess.run(argv_child, capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"{variant} run failed:\n{out.stderr[-2000:]}")

@@ -234,6 +234,29 @@ def test_released_compare_alternates_fresh_runs_and_sums_up(tmp_path, capsys):
     assert summary["cpu"] and summary["torch"] == torch.__version__
 
 
+def test_released_compare_profile_splits_conv_time(tmp_path, capsys):
+    (tmp_path / "crevnet_modules.py").write_text(FAKE_MODULES)
+    (tmp_path / "crevnet_model.py").write_text(FAKE_MODEL)
+    bench = _load("released_compare")
+    argv = ["--released", str(tmp_path), "--variants", "released", "off", "--rounds", "1", "--steps", "1"]
+    assert bench.main([*argv, "--batch", "1", "--size", "16", "--threads", "1", "--profile"]) == 0
+    released, off = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[:2])
+    assert released["conv_s"] == 0 and released["rpm_conv_s"] == 0  # the stand-in has no conv
+    assert 0 < off["rpm_conv_s"] < off["conv_s"] <= off["profiled_s"]  # RPM convs on the 3×2×2 grid
+
+    # which convs count as the RPM's: on the latent grid (3, 2, 2 at size 16) with more than 32 channels in,
+    # forward and backward
+    def step(channels: int, grid: tuple[int, ...]) -> None:
+        x = torch.rand(1, channels, *grid, requires_grad=True)
+        torch.nn.functional.conv3d(x, torch.rand(4, channels, 1, 1, 1, requires_grad=True)).sum().backward()
+
+    wide = bench.profile_split(lambda: step(40, (3, 2, 2)), 1, 16)
+    assert wide["rpm_conv_s"] == wide["conv_s"] > 0
+    for channels, grid in ((32, (3, 2, 2)), (40, (3, 4, 4))):
+        split = bench.profile_split(lambda c=channels, g=grid: step(c, g), 1, 16)
+        assert split["rpm_conv_s"] == 0 < split["conv_s"]
+
+
 @pytest.mark.parametrize(
     "backends",
     [["eager", "predict"], ["torchscript", "auto"], ["onnxruntime"]],
