@@ -82,8 +82,8 @@ def test_from_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"nomodel\.yaml: no 'model: net:' section"):
         CrevNet.from_config(missing)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  net:\n    predictor: {layers: 2, hidden: 16}\n")
-    with pytest.raises(ValueError, match=r"bad\.yaml: model\.net\.predictor: unknown key.*hidden"):
+    bad.write_text("model:\n  net:\n    predictor: {layers: 2, width: 16}\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: model\.net\.predictor: unknown key.*width"):
         CrevNet.from_config(bad)
     bad.write_text("model:\n  net:\n    windows: 3\n")
     with pytest.raises(ValueError, match=r"bad\.yaml: model\.net: unknown key.*windows"):
