@@ -8,7 +8,7 @@ the second half::
     x2 <- (1 − g) ⊙ x2 + g ⊙ h      (convex update, eq. 4)   or   x2 <- x2 + g ⊙ h   (additive)
     (x1, x2) <- (x2, x1)            swap, so the next layer updates the other half
 
-``out`` is the identity when the cells are as wide as a latent half (the paper); with a wider
+``out`` is the identity when the cells are as wide as a latent half (the paper); with another
 ``hidden`` width (``PredictorConfig.hidden``) it is a 1×1 conv from the cell's hidden state to one half,
 so the RPM's capacity is chosen apart from the latent's shape.
 
@@ -199,7 +199,7 @@ class ReversiblePredictor(nn.Module):
         k = config.kernel_size
         self.hidden = hidden = config.hidden or channels
         self.cells = nn.ModuleList(cell(dims, channels, hidden, k) for _ in range(config.layers))
-        # h enters the update through a 1x1 projection when the cells are wider than a latent half.
+        # h enters the update through a 1x1 projection when the cells are not as wide as a latent half.
         self.outs = nn.ModuleList(
             conv_class(dims)(hidden, channels, 1) if hidden != channels else nn.Identity()
             for _ in range(config.layers)
