@@ -9,7 +9,7 @@ as the checkpoint. Prints one JSON line.
 Usage::
 
     python benchmarks/bundle_model.py --name mmnist-cpu \
-        --ckpt runs/learning_curve_cpu60/checkpoints/last.ckpt
+        --ckpt runs/learning_curve_cpu185/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
