@@ -319,8 +319,8 @@ else:
         """\
 `load_model` reads the checkpoint without Lightning (weights only, no pickled code), rebuilds the
 model from the configuration stored inside and returns it in eval mode. It also takes the name of a
-model shipped with crevnet: `load_model("mmnist-cpu")` is the same quickstart model trained for 64
-minutes on one CPU thread (its model card is in the README). The scores and pictures below are the
+model shipped with crevnet: `load_model("mmnist-cpu")` is the same quickstart model trained for about
+three hours on one CPU thread (its model card is in the README). The scores and pictures below are the
 bundled model's, so they look the same whether or not you trained above; swap in
 `load_model(ckpt_path)` to see your own run. `evaluate_model` observes frames 0-9 of every test
 sequence and predicts frames 10-19. It scores the model, "zeros" (black
@@ -385,10 +385,10 @@ plt.show()""",
     (
         "md",
         """\
-What to expect: on 500 surrogate sequences the bundled model scores MSE 83.9 (0.49 × "zeros", 0.30 ×
-"copy last frame") and SSIM 0.739, just above black frames' 0.724 (SSIM rewards sharp structure, and
+What to expect: on 500 surrogate sequences the bundled model scores MSE 72.0 (0.42 × "zeros", 0.25 ×
+"copy last frame") and SSIM 0.783, above black frames' 0.724 (SSIM rewards sharp structure, and
 black frames score well on a mostly black canvas). Its digits are followed and stay digit-shaped, sharp
-for a few frames and blurred by the tenth. The 13-minute quickstart reaches MSE 100 and SSIM 0.67; the
+for a few frames and blurred by the tenth. The 13-minute quickstart reaches MSE 92.5 and SSIM 0.72; the
 paper's 3-D model reaches an MSE of about 22 after days of GPU training. To go further:
 
 * `crevnet fit --config configs/quickstart.yaml`: the full quickstart run (about 13 minutes on
@@ -396,8 +396,8 @@ paper's 3-D model reaches an MSE of about 22 after days of GPU training. To go f
 * `crevnet evaluate --ckpt runs/quickstart` (its newest run): metrics, a Markdown report, a
   per-horizon plot, GIFs and a contact sheet.
 * `crevnet predict --ckpt ... --input clip.mp4 --horizon 10 --out prediction.gif`: predict any clip.
-* `configs/mmnist_crevnet3d.yaml`: the paper's 3-D model, meant for a GPU (one training step takes
-  about 12 s on 2 CPU cores).""",
+* `configs/mmnist_crevnet3d.yaml`: the paper's 3-D model, meant for a GPU (one training step at batch 8
+  takes about 4-6 s on 2 CPU cores).""",
     ),
 ]
 
