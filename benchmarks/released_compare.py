@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -98,13 +99,13 @@ _CONV_OPS = {
 _HALF = 32  # channels of one latent half of the paper model
 
 
-def profile_split(step: object, batch: int, size: int) -> dict[str, float]:
+def profile_split(step: Callable[[], object], batch: int, size: int) -> dict[str, float]:
     """Run ``step()`` once under the profiler; CPU self time of all ops, of convs, of the RPM's convs."""
     from torch.profiler import ProfilerActivity, profile
 
     grid = (3, size // 8, size // 8)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        step()  # type: ignore[operator]
+        step()
     total = conv = rpm = 0.0
     for event in prof.key_averages(group_by_input_shape=True):
         total += event.self_cpu_time_total
@@ -112,9 +113,10 @@ def profile_split(step: object, batch: int, size: int) -> dict[str, float]:
             conv += event.self_cpu_time_total
             shapes = event.input_shapes or []
             # convolution_backward(grad_output, input, weight, ...): the conv's input is the second
-            shape = (
-                shapes[1] if event.key.endswith("backward") and len(shapes) > 1 else shapes[:1] and shapes[0]
-            )
+            if event.key.endswith("backward"):
+                shape = shapes[1] if len(shapes) > 1 else []
+            else:
+                shape = shapes[0] if shapes else []
             if len(shape) == 5 and shape[0] == batch and tuple(shape[2:]) == grid and shape[1] > _HALF:
                 rpm += event.self_cpu_time_total
     return {

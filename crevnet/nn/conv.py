@@ -174,7 +174,7 @@ def conv_time_folded(
     Equal to ``F.conv3d(x, weight, bias, padding=padding)`` to rounding; PyTorch's autograd gives its
     gradients (through the 2-D conv and the kernel fold of :func:`fold_time_kernel`). On a short time
     axis (CrevNet's 3-frame windows) oneDNN's 2-D kernels run the encoder's narrow convs faster than its
-    3-D ones, forward and backward (``benchmarks/conv_backward.py``, path ``fold``).
+    3-D ones, forward and backward (``benchmarks/conv_backward.py``, path ``folded``).
 
     Args:
         x: (B, C_in, T, H, W).
