@@ -19,6 +19,8 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
+from crevnet.checkpoint import load_model
+from crevnet.errors import CheckpointError
 from crevnet.io.checkpoint import check_compatible, config_diff, config_to_dict
 from crevnet.metrics import frame_mse, frame_ssim
 from crevnet.nn.memory import MemorySaving
@@ -53,6 +55,12 @@ class CrevNetModule(L.LightningModule):
             ``off`` as false, which means off too). Not stored in the checkpoint's
             hyperparameters: a run resumes in any mode.
         bf16: run option, bfloat16 autocast for the RPM's cells and gates (not stored either).
+        init_from: run option, start from the weights of this checkpoint (a ``.ckpt`` path, a run
+            folder or a bundled model's name such as ``mmnist-cpu``) with fresh optimizer state,
+            schedules and step count: fine-tuning, unlike ``--ckpt_path``, which resumes a run
+            exactly. Its model config must equal ``net``. Not stored in the hyperparameters (a
+            resumed or reloaded run takes its weights from its own checkpoint); the run's
+            ``config.yaml`` records it.
 
     Shape:
         batch: (B, T, C, H, W) with T > context.
@@ -73,6 +81,7 @@ class CrevNetModule(L.LightningModule):
         seed: int = 0,
         memory_saving: Literal["off", "encoder", "full"] | bool = "off",
         bf16: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # from a checkpoint's hyperparameters
@@ -115,9 +124,23 @@ class CrevNetModule(L.LightningModule):
         # Run options: used by the steps below, never part of the hyperparameters a checkpoint records.
         self.memory_saving = MemorySaving.parse(memory_saving, "CrevNetModule: memory_saving")
         self.bf16 = bool(bf16)
+        if init_from is not None:
+            self._load_initial_weights(str(init_from))
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
+
+    def _load_initial_weights(self, source: str) -> None:
+        # A weights-only read (no pickled code), the same model config, then a strict load.
+        loaded = load_model(source)
+        diffs = config_diff(config_to_dict(loaded.config), config_to_dict(self.net.config))
+        if diffs:
+            raise CheckpointError(
+                f"--model.init_from {source}: its model config differs from this run's (model.net): "
+                + "; ".join(diffs)
+                + "; use the same model.net as the checkpoint, or train from scratch without init_from"
+            )
+        self.net.load_state_dict(loaded.model.state_dict(), strict=True)
 
     # -- progress ---------------------------------------------------------------------------------
     def train_seconds(self) -> float:

@@ -1,0 +1,76 @@
+"""``--model.init_from``: a new run that starts from a checkpoint's weights (fine-tuning), with its own
+optimizer, schedules and step count, unlike ``--ckpt_path``, which resumes a run exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from crevnet.checkpoint import load_model
+from crevnet.cli import main as crevnet_main
+from crevnet.errors import CheckpointError
+from crevnet.nn.model import load_config
+from crevnet.train.module import CrevNetModule
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Snapshot(L.Callback):
+    """Copies the weights, the step and the optimizer state when training starts."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
+        self.step = trainer.global_step
+        self.optimizer_state = dict(trainer.optimizers[0].state_dict()["state"])
+
+
+def test_a_fine_tune_starts_from_the_checkpoint_weights_with_fresh_training_state(
+    smoke_env: Path, fit_smoke
+) -> None:
+    first = fit_smoke(smoke_env / "a", ["--trainer.max_steps=3", "--data.train_size=16"])
+    ckpt = smoke_env / "a" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
+    trained = load_model(ckpt).model.state_dict()
+    seen = _Snapshot()
+    second = fit_smoke(
+        smoke_env / "b",
+        ["--trainer.max_steps=2", "--data.train_size=16", f"--model.init_from={ckpt}"],
+        [seen],
+    )
+    assert seen.step == 0 and seen.optimizer_state == {}  # a new run, not a resume
+    for name, value in trained.items():
+        torch.testing.assert_close(seen.weights[name], value, rtol=0, atol=0)
+    # and a run without init_from starts elsewhere (the test would pass vacuously otherwise)
+    fresh = first.model.net.state_dict()
+    assert any(not torch.equal(fresh[k], second.model.net.state_dict()[k]) for k in fresh)
+    assert second.trainer.global_step == 2
+    saved = torch.load(
+        smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    assert "init_from" not in saved["hyper_parameters"]  # a run option, in config.yaml only
+    assert str(ckpt) in (smoke_env / "b" / "smoke" / "version_0" / "config.yaml").read_text()
+
+
+def test_a_bundled_model_name_is_a_starting_point_for_its_own_config() -> None:
+    net = load_config(REPO / "configs" / "quickstart.yaml")
+    module = CrevNetModule(net, init_from="mmnist-cpu")
+    bundled = load_model("mmnist-cpu").model.state_dict()
+    for name, value in bundled.items():
+        torch.testing.assert_close(module.net.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_init_from_a_checkpoint_of_another_model_config_names_the_file_and_the_keys(
+    smoke_env: Path, fit_smoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fit_smoke(smoke_env / "a", ["--trainer.max_steps=1", "--data.train_size=8"])
+    ckpt = smoke_env / "a" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
+    smoke = REPO / "configs" / "smoke.yaml"
+    args = ["fit", "--config", str(smoke), "--model.net.predictor.layers=3", f"--model.init_from={ckpt}"]
+    assert crevnet_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert str(ckpt) in err[0] and "predictor.layers: checkpoint 2, config 3" in err[0]
+    with pytest.raises(CheckpointError, match="no such file and no bundled model of that name"):
+        CrevNetModule(load_config(smoke), init_from="no-such-model")
