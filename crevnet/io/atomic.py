@@ -167,11 +167,21 @@ def _fsync_folder(folder: Path) -> None:
 
 
 class _CheckedFile(io.RawIOBase):
-    """A write-only file whose every byte goes through ``os.write`` and is counted."""
+    """A write-only file whose every byte goes through ``os.write`` and is counted.
 
-    def __init__(self, path: Path) -> None:
+    Its OS errors come out as :class:`OutputError` naming ``target`` (the file the bytes are for),
+    so the writer's block can tell them from errors of its own (a failed download, say).
+    """
+
+    def __init__(self, path: Path, target: Path) -> None:
         super().__init__()
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE)
+        self.target = target
+        try:
+            self.fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE
+            )
+        except OSError as err:
+            raise _fail(target, err) from err
         self.count = 0
 
     def writable(self) -> bool:
@@ -180,19 +190,25 @@ class _CheckedFile(io.RawIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         done = 0
-        while done < len(view):
-            written = _os_write(self.fd, view[done:])
-            if written <= 0:  # a file system that accepts nothing without saying why
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            done += written
+        try:
+            while done < len(view):
+                written = _os_write(self.fd, view[done:])
+                if written <= 0:  # a file system that accepts nothing without saying why
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
+        except OSError as err:
+            raise _fail(self.target, err) from err
         self.count += done
         return done
 
     def finish(self) -> None:
-        os.fsync(self.fd)
-        size = os.fstat(self.fd).st_size
-        if size != self.count:
-            raise OSError(errno.EIO, f"{size} bytes on disk after writing {self.count}")
+        try:
+            os.fsync(self.fd)
+            size = os.fstat(self.fd).st_size
+            if size != self.count:
+                raise OSError(errno.EIO, f"{size} bytes on disk after writing {self.count}")
+        except OSError as err:
+            raise _fail(self.target, err) from err
 
     def close(self) -> None:
         if not self.closed:
@@ -222,10 +238,12 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[io.RawIOBase]:
     tmp = _temp_name(dest, ".tmp")
     handle: _CheckedFile | None = None
     try:
+        handle = _CheckedFile(tmp, dest)
+        # The block's own errors pass unchanged (a download's network error is not a write error);
+        # the handle reports its write errors as OutputError naming dest.
+        yield handle
+        handle.finish()
         try:
-            handle = _CheckedFile(tmp)
-            yield handle
-            handle.finish()
             handle.close()
             os.replace(tmp, dest)
         except OSError as err:

@@ -129,3 +129,20 @@ def test_data_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_unknown_split() -> None:
     with pytest.raises(DataError, match="unknown MNIST split 'validation'"):
         load_mnist("validation")
+
+
+def test_an_unreachable_mirror_is_reported_as_a_network_failure_not_a_write_failure(tmp_path: Path) -> None:
+    import urllib.error
+
+    def unreachable(url: str, timeout: float) -> None:
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    dest = tmp_path / "out" / "file.gz"
+    with pytest.raises(DataError) as caught:
+        download_file(["http://mirror.invalid/file.gz"], dest, "0" * 32, opener=unreachable)
+    message = str(caught.value)
+    assert (
+        "http://mirror.invalid/file.gz: <urlopen error" in message and "Name or service not known" in message
+    )
+    assert "cannot write" not in message  # the folder is writable; the network is what failed
+    assert list((tmp_path / "out").iterdir()) == []
