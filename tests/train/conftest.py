@@ -24,9 +24,6 @@ def smoke_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
 class Interrupt(L.Callback):
     """Stops the run with an error when training reaches ``step`` (a crash after a checkpoint)."""
 
@@ -41,7 +38,7 @@ class Interrupt(L.Callback):
 def _fit_smoke(root: Path, extra: list[str], callbacks: list[L.Callback] | None = None):
     from crevnet.train.cli import CrevNetCLI
 
-    args = ["fit", "--config", str(SMOKE), *QUIET, *extra, f"--trainer.logger.init_args.save_dir={root}"]
+    args = ["fit", "--config", str(SMOKE), *extra, f"--trainer.logger.init_args.save_dir={root}"]
     return CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks} if callbacks else None)
 
 
@@ -55,3 +52,26 @@ def fit_smoke() -> Callable[..., object]:
 def crash_at() -> type[L.Callback]:
     """The callback class ``crash_at(step)``: raises when training reaches ``step``."""
     return Interrupt
+
+
+def _assert_same_training_state(straight, resumed, steps: int) -> None:
+    """Two finished ``fit_smoke`` runs hold the same Adam state (``steps`` steps) and weights."""
+    import torch
+
+    opt_a = straight.trainer.optimizers[0].state_dict()
+    opt_b = resumed.trainer.optimizers[0].state_dict()
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for key, state in opt_a["state"].items():
+        assert int(state["step"]) == int(opt_b["state"][key]["step"]) == steps
+        torch.testing.assert_close(state["exp_avg"], opt_b["state"][key]["exp_avg"], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            state["exp_avg_sq"], opt_b["state"][key]["exp_avg_sq"], rtol=1e-5, atol=1e-9
+        )
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def same_training_state() -> Callable[..., None]:
+    """``same_training_state(straight, resumed, steps)``: asserts equal optimizer state and weights."""
+    return _assert_same_training_state

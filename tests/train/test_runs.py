@@ -13,7 +13,6 @@ from crevnet.io.checkpoint import read_checkpoint
 from crevnet.io.runs import newest_run, resolve_checkpoint
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -31,7 +30,7 @@ def _steps(metrics: Path) -> list[int]:
 
 def test_two_runs_then_the_readme_commands(smoke_env: Path, run_cli, tmp_path: Path) -> None:
     """Run the smoke config twice, evaluate ``runs/smoke`` as the README says, then resume ``last``."""
-    code, out, _ = run_cli("fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=2")
+    code, out, _ = run_cli("fit", "--config", str(SMOKE), "--trainer.max_steps=2")
     assert code == 0
     first = smoke_env / "runs" / "smoke" / "version_0"
     assert "runs/smoke/version_0/checkpoints/last.ckpt" in out  # the end-of-fit message names the files
@@ -39,7 +38,7 @@ def test_two_runs_then_the_readme_commands(smoke_env: Path, run_cli, tmp_path: P
     before = _snapshot(first)
     assert "checkpoints/last.ckpt" in before
 
-    code, out, _ = run_cli("fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=4")
+    code, out, _ = run_cli("fit", "--config", str(SMOKE), "--trainer.max_steps=4")
     assert code == 0
     second = smoke_env / "runs" / "smoke" / "version_1"
     assert "runs/smoke/version_1/checkpoints/last.ckpt" in out and "a new run" in out
@@ -59,7 +58,7 @@ def test_two_runs_then_the_readme_commands(smoke_env: Path, run_cli, tmp_path: P
     assert resolve_checkpoint("runs/smoke/latest") == Path("runs/smoke/latest/checkpoints/last.ckpt")
 
     # --ckpt_path last resumes the second run, in its own folder, and says so
-    code, out, _ = run_cli("fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=6", "--ckpt_path=last")
+    code, out, _ = run_cli("fit", "--config", str(SMOKE), "--trainer.max_steps=6", "--ckpt_path=last")
     assert code == 0
     assert f"resuming run {Path('runs/smoke/version_1')} from step 4" in out
     assert not (smoke_env / "runs" / "smoke" / "version_2").exists()
@@ -71,14 +70,14 @@ def test_two_runs_then_the_readme_commands(smoke_env: Path, run_cli, tmp_path: P
 
 def test_default_root_dir_decides_where_a_run_writes(smoke_env: Path, run_cli) -> None:
     code, _, _ = run_cli(
-        "fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=1", "--trainer.default_root_dir=out"
+        "fit", "--config", str(SMOKE), "--trainer.max_steps=1", "--trainer.default_root_dir=out"
     )
     assert code == 0
     assert (smoke_env / "out" / "smoke" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert not (smoke_env / "runs").exists()
     # an explicit logger save_dir still wins
     code, _, _ = run_cli(
-        "fit", "--config", str(SMOKE), *QUIET, "--trainer.max_steps=1", "--trainer.default_root_dir=out",
+        "fit", "--config", str(SMOKE), "--trainer.max_steps=1", "--trainer.default_root_dir=out",
         "--trainer.logger.init_args.save_dir=logs",
     )  # fmt: skip
     assert code == 0
