@@ -10,6 +10,10 @@ Usage::
 
     python benchmarks/bundle_model.py --name mmnist-cpu \
         --ckpt runs/learning_curve_cpu185/checkpoints/last.ckpt
+    # weights fine-tuned from the bundled model (crevnet fit ... --model.init_from mmnist-cpu): the
+    # recorded steps and training seconds are the totals of both
+    python benchmarks/bundle_model.py --name mmnist-cpu --after mmnist-cpu \
+        --ckpt runs/learning_curve_ft140/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ import sys
 import torch
 
 from crevnet.bundled import BUNDLED, bundled_path
-from crevnet.checkpoint import load_model, save_model
+from crevnet.checkpoint import config_to_dict, load_model, save_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint written by crevnet fit")
     parser.add_argument("--name", required=True, choices=sorted(BUNDLED), help="bundled model name")
+    parser.add_argument(
+        "--after",
+        help="the checkpoint or bundled name the weights were fine-tuned from (--model.init_from): "
+        "its steps and training seconds are added to the recorded totals",
+    )
     args = parser.parse_args(argv)
 
     source = load_model(args.ckpt)
@@ -35,13 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     target = bundled_path(args.name)
     assert target is not None
     meta = source.meta
+    steps, seconds = meta.global_step, meta.train_seconds
+    if args.after is not None:
+        before = load_model(args.after)  # read before the bundled file may be replaced
+        if config_to_dict(before.config) != config_to_dict(source.config):
+            print(
+                f"bundle_model: --after {args.after} is another model config than {args.ckpt}",
+                file=sys.stderr,
+            )
+            return 2
+        if None in (steps, seconds, before.meta.global_step, before.meta.train_seconds):
+            print(
+                f"bundle_model: {args.ckpt} or {args.after} does not record its steps and seconds",
+                file=sys.stderr,
+            )
+            return 2
+        steps += before.meta.global_step
+        seconds += before.meta.train_seconds
     save_model(
         model,
         target,
         context=meta["context"],
         frame_size=meta["frame_size"],
-        global_step=meta["global_step"],
-        train_seconds=meta["train_seconds"],
+        global_step=steps,
+        train_seconds=seconds,
     )
     back = load_model(args.name)
     h, w = source.meta["frame_size"]
@@ -66,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         "bytes": target.stat().st_size,
         "params": sum(p.numel() for p in model.parameters()),
         "source": str(args.ckpt),
-        "global_step": source.meta["global_step"],
-        "train_seconds": source.meta["train_seconds"],
+        "after": args.after,
+        "global_step": steps,
+        "train_seconds": seconds,
     }
     print(json.dumps(row))
     return 0
