@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -56,8 +57,6 @@ def crash_at() -> type[L.Callback]:
 
 def _assert_same_training_state(straight, resumed, steps: int) -> None:
     """Two finished ``fit_smoke`` runs hold the same Adam state (``steps`` steps) and weights."""
-    import torch
-
     opt_a = straight.trainer.optimizers[0].state_dict()
     opt_b = resumed.trainer.optimizers[0].state_dict()
     assert opt_a["param_groups"] == opt_b["param_groups"]
