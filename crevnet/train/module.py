@@ -182,6 +182,21 @@ class CrevNetModule(L.LightningModule):
         return min(max(fractions), 1.0)
 
     # -- training ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Have the datamodule's hyperparameters logged under ``data``, beside this module's.
+
+        Lightning merges the two sets into one and refuses a key both have with different values; a
+        datamodule's ``seed`` (the clips) and this module's (the scheduled sampling) are such a key.
+        """
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is None or not getattr(datamodule, "_log_hyperparams", False):
+            return
+        datamodule._log_hyperparams = False  # Lightning's merge is skipped; it logs ours alone
+        # without LightningCLI's internal keys (_class_path, _instantiator)
+        data = {k: v for k, v in datamodule.hparams_initial.items() if not k.startswith("_")}
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({"data": data})
+
     def on_fit_start(self) -> None:
         """Start the wall clock used by :meth:`progress` and stored in checkpoints."""
         self._fit_started = time.monotonic()

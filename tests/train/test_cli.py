@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crevnet.commands.fit import main
 from crevnet.errors import CheckpointError
@@ -54,6 +55,18 @@ def test_smoke_config_trains_and_the_loss_falls(smoke_env: Path) -> None:
     checkpoint = load_checkpoint_file(version / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 24
     assert (version / "config.yaml").is_file()
+
+
+def test_a_data_seed_apart_from_the_model_seed_trains_and_both_are_logged(smoke_env: Path) -> None:
+    # Both sections have a ``seed`` (the data's draws the clips, the model's the scheduled sampling);
+    # Lightning refuses to merge two hyperparameter sets that disagree on a key, so --data.seed alone
+    # used to end the run with a traceback. The data section is logged under its own key.
+    args = ["fit", "--config", str(SMOKE), "--trainer.max_steps", "2", "--data.seed", "3"]
+    assert main(args) == 0
+    hparams = yaml.safe_load((smoke_env / "runs" / "smoke" / "version_0" / "hparams.yaml").read_text())
+    assert hparams["seed"] == 0 and hparams["lr"] == 0.01  # the model's, at the top as before
+    assert hparams["data"]["seed"] == 3 and hparams["data"]["num_frames"] == 8
+    assert "num_frames" not in hparams and not any(k.startswith("_") for k in hparams["data"])
 
 
 @pytest.mark.parametrize("fixed_train", [True, False])
