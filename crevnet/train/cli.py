@@ -164,6 +164,19 @@ class CrevNetCLI(LightningCLI):
             if threads < 1:
                 raise ValueError(f"--torch_threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
+        # With a checkpoint to resume or score, its weights replace the starting ones: the init_from
+        # source is not read (it may be gone by now); it is put back for config.yaml after the build.
+        model = config.get("model")
+        self._init_from = model.get("init_from") if config.get("ckpt_path") and model else None
+        if self._init_from is not None:
+            model.init_from = None
+
+    def instantiate_classes(self) -> None:
+        """Build the model, data and trainer (see :meth:`before_instantiate_classes`)."""
+        super().instantiate_classes()
+        if getattr(self, "_init_from", None) is not None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            config.model.init_from = self._init_from
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse; a bad argument or config key raises :class:`ConfigError` (one line, close matches)."""

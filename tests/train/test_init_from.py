@@ -74,3 +74,17 @@ def test_init_from_a_checkpoint_of_another_model_config_names_the_file_and_the_k
     assert str(ckpt) in err[-1] and "predictor.layers: checkpoint 2, config 3" in err[-1]
     with pytest.raises(CheckpointError, match="no such file and no bundled model of that name"):
         CrevNetModule(load_config(smoke), init_from="no-such-model")
+
+
+def test_a_fine_tune_resumes_without_its_starting_checkpoint(smoke_env: Path, fit_smoke) -> None:
+    # The resumed run's weights come from its own last.ckpt, so the file it started from is not read
+    # again: it may have been moved or deleted since; config.yaml still records where the run began.
+    fit_smoke(smoke_env / "a", ["--trainer.max_steps=2", "--data.train_size=16"])
+    start = smoke_env / "start.ckpt"
+    (smoke_env / "a" / "smoke" / "version_0" / "checkpoints" / "last.ckpt").rename(start)
+    first = ["--data.train_size=16", f"--model.init_from={start}"]
+    fit_smoke(smoke_env / "b", ["--trainer.max_steps=2", *first])
+    start.unlink()
+    resumed = fit_smoke(smoke_env / "b", ["--trainer.max_steps=4", *first, "--ckpt_path=last"])
+    assert resumed.trainer.global_step == 4
+    assert str(start) in (smoke_env / "b" / "smoke" / "version_0" / "config.yaml").read_text()
