@@ -206,14 +206,33 @@ class VideoFolderDataModule(L.LightningDataModule):
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """On resume, say so when the folder no longer splits as the checkpoint recorded."""
+        """From a checkpoint: say so, and why, when the folder no longer splits as it recorded."""
         self._make_split()
+        assert self.split is not None
         saved = state.get("split") if isinstance(state, dict) else None
-        if saved and saved != self.split:
-            stderr_note(
-                f"note: {self.root}: the clips split differently from the checkpoint's recorded split "
-                "(files were added, removed or renamed); training continues on the new split"
+        if not saved or saved == self.split:
+            return
+        reasons = []
+        seed = state.get("seed")
+        if seed is not None and seed != self.seed and not _has_split_folders(self.root):
+            reasons.append(
+                f"the checkpoint was split with seed {seed}, this run with seed {self.seed} "
+                f"(--data.seed {seed} splits as it did)"
             )
+        if {n for part in saved.values() for n in part} != {n for part in self.split.values() for n in part}:
+            reasons.append("files were added, removed or renamed")
+        why = "; ".join(reasons) or "the val/test fractions differ"
+        held_out = set(self.split["val"]) | set(self.split["test"])
+        trained = sorted(held_out & set(saved.get("train", ())))
+        leak = (
+            f"; {len(trained)} of this run's val/test clips were training clips there: {', '.join(trained)}"
+            if trained
+            else ""
+        )
+        stderr_note(
+            f"note: {self.root}: the clips split differently from the checkpoint's recorded split: {why}; "
+            f"this run uses the new split{leak}"
+        )
 
     # -- datasets -----------------------------------------------------------------------------------
     def _steps(self, clips: Sequence[ClipInfo]) -> list[int]:

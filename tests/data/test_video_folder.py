@@ -135,6 +135,33 @@ def test_datamodule_splits_by_file_and_serves_colour_batches(folder: Path, tmp_p
     assert dm.state_dict() == {"root": str(folder.resolve()), "seed": 0, "split": parts}
 
 
+def test_a_checkpoint_split_differently_is_named_with_the_reason_and_the_clips_it_trained_on(
+    folder: Path, capsys
+) -> None:
+    def make(seed: int) -> VideoFolderDataModule:
+        dm = VideoFolderDataModule(str(folder), num_frames=6, size=(16, 16), seed=seed)
+        dm.setup("fit")
+        return dm
+
+    saved = make(1).state_dict()  # what a run with --data.seed 1 stores in its checkpoints
+    dm = make(0)
+    capsys.readouterr()
+    dm.load_state_dict(saved)
+    note = capsys.readouterr().err.strip()
+    assert "checkpoint was split with seed 1, this run with seed 0 (--data.seed 1 splits as it did)" in note
+    assert "files were added" not in note  # the same clips, only the seed differs
+    trained = set(saved["split"]["train"]) & (set(dm.split["val"]) | set(dm.split["test"]))
+    assert trained  # seed 0 holds out clips the seed-1 run trained on, so the scores would flatter it
+    assert f"{len(trained)} of this run's val/test clips were training clips there: " in note
+    assert all(name in note for name in trained)
+    dm.load_state_dict(dm.state_dict())  # the same split: nothing to say
+    assert capsys.readouterr().err == ""
+    renamed = {**dm.state_dict(), "split": {**dm.split, "test": ["renamed.avi"]}}
+    dm.load_state_dict(renamed)
+    note = capsys.readouterr().err
+    assert "files were added, removed or renamed" in note and "were training clips" not in note
+
+
 def test_train_val_test_subfolders_are_the_split(tmp_path: Path, clip_factory, capsys) -> None:
     for part, n in (("train", 2), ("val", 1), ("test", 1)):
         for k in range(n):
