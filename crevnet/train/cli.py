@@ -172,8 +172,23 @@ class CrevNetCLI(LightningCLI):
             model.init_from = None
 
     def instantiate_classes(self) -> None:
-        """Build the model, data and trainer (see :meth:`before_instantiate_classes`)."""
-        super().instantiate_classes()
+        """Build the model, data and trainer (see :meth:`before_instantiate_classes`).
+
+        A class that refuses its arguments is its own message: jsonargparse wraps the error of a
+        subclass choice (the data section) into a dump of every Union member and the namespace.
+        """
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            if "Does not validate against any of the Union subtypes" not in str(err):
+                raise
+            cause: BaseException = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            if cause is not err:
+                raise cause from None
+            reasons = [line[4:] for line in str(err).splitlines() if line.startswith("  - ")]
+            raise ConfigError("; ".join(r for r in reasons if "NoneType" not in r) or str(err)) from None
         if getattr(self, "_init_from", None) is not None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             config.model.init_from = self._init_from

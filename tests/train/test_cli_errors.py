@@ -30,6 +30,26 @@ def test_a_bad_key_or_value_is_one_line_with_a_close_match(
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--data.batch_size", "0"], "crevnet: error: MovingMNISTDataModule: need batch_size >= 1"),
+        (["--model.lr", "-1"], "crevnet: error: CrevNetModule: lr must be > 0, got -1.0"),
+    ],
+)
+def test_a_value_the_class_refuses_is_its_own_message_on_one_line(
+    tmp_path, monkeypatch, run_cli, one_error_line, extra, expected
+) -> None:
+    # The data section is a subclass choice (any LightningDataModule): jsonargparse wraps the class's
+    # ValueError into a many-line "Does not validate against any of the Union subtypes" dump.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("fit", "--config", str(SMOKE), *extra)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(expected) and "Union" not in err and "Namespace(" not in err and out == ""
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_misspelled_key_in_a_yaml_file(tmp_path, monkeypatch, run_cli, one_error_line) -> None:
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.yaml"
@@ -72,3 +92,24 @@ def test_fit_refuses_a_crafted_or_foreign_checkpoint_in_words(
     line = one_error_line(err)
     assert str(path) in line
     assert "weights_only=False" not in err and "\x1b" not in err and "pwned" not in out
+
+
+def test_a_union_error_without_a_cause_keeps_the_members_reasons(tmp_path, monkeypatch) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from crevnet.errors import ConfigError
+    from crevnet.train.cli import CrevNetCLI
+
+    dump = (
+        "Does not validate against any of the Union subtypes\nSubtypes: [A, NoneType]\nErrors:\n"
+        "  - A: size must be even\n  - Expected a <class 'NoneType'>\nGiven value: Namespace(x=1)"
+    )
+
+    def refuse(self) -> None:
+        raise ValueError(dump)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(LightningCLI, "instantiate_classes", refuse)
+    with pytest.raises(ConfigError) as err:
+        CrevNetCLI(args=["--config", str(SMOKE)], run=False)
+    assert str(err.value) == "A: size must be even"
