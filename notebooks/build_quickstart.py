@@ -385,8 +385,8 @@ plt.show()""",
     (
         "md",
         """\
-What to expect: on 500 surrogate sequences the bundled model scores MSE 67.4 (0.39 × "zeros", 0.24 ×
-"copy last frame") and SSIM 0.799, above black frames' 0.724 (SSIM rewards sharp structure, and
+What to expect: on 500 surrogate sequences the bundled model scores MSE 65.0 (0.38 × "zeros", 0.23 ×
+"copy last frame") and SSIM 0.805, above black frames' 0.724 (SSIM rewards sharp structure, and
 black frames score well on a mostly black canvas). Its digits are followed and stay digit-shaped, sharp
 for a few frames and blurred by the tenth. The 13-minute quickstart reaches MSE 92.5 and SSIM 0.72; the
 paper's 3-D model reaches an MSE of about 22 after days of GPU training. To go further:
