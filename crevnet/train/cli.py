@@ -119,6 +119,7 @@ class CrevNetCLI(LightningCLI):
             "gradient_clip_val": 1.0,
         }
         self._resumed: tuple[Path, int] | None = None  # (run folder, its step) when fit resumes
+        self._init_from: str | None = None  # set aside while a resumed or scored run is built
         kwargs["trainer_defaults"] = {**defaults, **(kwargs.get("trainer_defaults") or {})}
         with warnings.catch_warnings():
             # crevnet's dispatcher passes its own argv on purpose; Lightning warns when sys.argv is non-empty.
@@ -189,7 +190,7 @@ class CrevNetCLI(LightningCLI):
                 raise cause from None
             reasons = [line[4:] for line in str(err).splitlines() if line.startswith("  - ")]
             raise ConfigError("; ".join(r for r in reasons if "NoneType" not in r) or str(err)) from None
-        if getattr(self, "_init_from", None) is not None:
+        if self._init_from is not None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             config.model.init_from = self._init_from
 
