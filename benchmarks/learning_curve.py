@@ -94,6 +94,16 @@ def _score(path: Path, test: object, context: int, horizon: int, batch_size: int
     return _point(metrics, (loaded.meta.get("train_seconds") or 0.0) / 60.0, loaded.meta.get("global_step"))
 
 
+def _curve_checkpoints(curve_dir: Path, final_step: int | None) -> list[Path]:
+    """The timed checkpoints ``t-step=N.ckpt`` by step, less one at ``final_step``.
+
+    The timer can fire on the run's last step; the end-of-fit report already scores those weights, and
+    scoring them again would put the final point on the curve twice.
+    """
+    by_step = {int(p.stem.split("=")[1].split("-")[0]): p for p in curve_dir.glob("t-step=*.ckpt")}
+    return [by_step[s] for s in sorted(by_step) if s != final_step]
+
+
 def _data_dir(extra: list[str]) -> str | None:
     """The ``--data.data_dir`` passed through to ``crevnet fit``, if any: the scoring reads the same data."""
     for i, arg in enumerate(extra):
@@ -188,15 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         fit_seconds, run_root = _fit(args.config, run_root, args.minutes, args.every, extra)
     load_after = os.getloadavg()
 
-    paths = sorted(
-        (run_root / "curve").glob("t-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1].split("-")[0])
-    )
     test, context, horizon = _test_set(
         args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt", _data_dir(extra)
     )
     reports = sorted(run_root.rglob("report/metrics.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(reports[-1].read_text()) if reports else None
     same = report is not None and report["num_sequences"] == len(test) and report["horizon"] == horizon
+    paths = _curve_checkpoints(run_root / "curve", report["global_step"] if same else None)
     if not same:  # no end-of-fit report on this test set: score the last checkpoint instead
         paths += [run_root / "checkpoints" / "last.ckpt"]
     points = [_score(p, test, context, horizon, args.batch_size) for p in paths if p.is_file()]

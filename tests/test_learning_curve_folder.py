@@ -96,3 +96,19 @@ def test_learning_curve_scores_with_the_data_dir_the_fit_was_given(monkeypatch) 
     )
     assert seen == {"spec": "surrogate", "data_dir": "/x/fashion", "images": "fashion_mnist"}
     assert (len(test), context, horizon) == (3, 10, 10)
+
+
+def test_learning_curve_scores_the_final_weights_once(tmp_path: Path) -> None:
+    # the timer's checkpoint can land on the last step, which the end-of-fit report already scores
+    spec = importlib.util.spec_from_file_location(
+        "bench_learning_curve_final", REPO / "benchmarks" / "learning_curve.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for step in (1580, 305, 3089):
+        (tmp_path / f"t-step={step}.ckpt").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    names = [p.name for p in bench._curve_checkpoints(tmp_path, 3089)]
+    assert names == ["t-step=305.ckpt", "t-step=1580.ckpt"]
+    names = [p.name for p in bench._curve_checkpoints(tmp_path, None)]  # no report: all of them
+    assert names == ["t-step=305.ckpt", "t-step=1580.ckpt", "t-step=3089.ckpt"]
