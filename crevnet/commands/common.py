@@ -70,7 +70,10 @@ class CommandParser(argparse.ArgumentParser):
         hints = []
         for option in re.findall(r"(--?[\w\-]+)", message.partition("unrecognized arguments:")[2]):
             known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-            close = difflib.get_close_matches(option.split("=")[0], known, n=2, cutoff=0.6)
+            typed = option.split("=")[0]
+            close = difflib.get_close_matches(typed, known, n=2, cutoff=0.6)
+            ratios = [difflib.SequenceMatcher(None, typed, c).ratio() for c in close]
+            close = [c for c, r in zip(close, ratios, strict=True) if r >= ratios[0] - 0.1]  # near-ties only
             if close:
                 hints.append(f"did you mean {' or '.join(f'`{c}`' for c in close)} instead of `{option}`?")
         hint = f" ({'; '.join(hints)})" if hints else ""
