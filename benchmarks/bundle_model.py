@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         frame_size=meta["frame_size"],
         global_step=steps,
         train_seconds=seconds,
+        framing=source.meta.framing,
     )
     back = load_model(args.name)
     h, w = source.meta["frame_size"]

@@ -31,6 +31,7 @@ from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig
 __all__ = [
     "DEFAULT_CONTEXT",
     "DEFAULT_FRAME_SIZE",
+    "FRAMINGS",
     "CheckpointMeta",
     "LoadedModel",
     "config_from_hparams",
@@ -42,6 +43,9 @@ __all__ = [
 
 DEFAULT_FRAME_SIZE = (64, 64)
 """(H, W) assumed for a checkpoint that does not record its training frame size (Moving MNIST)."""
+
+FRAMINGS = ("resize", "center_crop")
+"""Ways a checkpoint's training frames were brought to its frame size (:attr:`CheckpointMeta.framing`)."""
 
 # Where the CrevNet's weights may sit inside a checkpoint's state_dict, most likely first.
 _PREFIXES = ("net.", "model.net.", "model.", "")
@@ -61,6 +65,9 @@ class CheckpointMeta:
         context: frames the model was trained to observe (:data:`DEFAULT_CONTEXT` when not recorded).
         frame_size: (H, W) of the training frames (:data:`DEFAULT_FRAME_SIZE` when not recorded).
         frame_size_recorded: whether the checkpoint records ``frame_size``.
+        framing: how the training frames were brought to ``frame_size`` from clips of other sizes:
+            "resize" (stretched) or "center_crop" (aspect ratio kept, centre cut; a run trained on
+            random crops records it too); None when not recorded (generated Moving MNIST frames).
         global_step: optimizer steps of the training run (None when absent).
         epoch: epochs of the training run (None when absent).
         train_seconds: training wall time (None when absent).
@@ -74,6 +81,7 @@ class CheckpointMeta:
     context: int = DEFAULT_CONTEXT
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
     frame_size_recorded: bool = False
+    framing: str | None = None
     global_step: int | None = None
     epoch: int | None = None
     train_seconds: float | None = None
@@ -192,6 +200,17 @@ def _frame_size(checkpoint: Mapping[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def _framing(checkpoint: Mapping[str, Any]) -> str | None:
+    """The recorded framing: ``crevnet.framing`` (bundled files), else a video folder run's ``resize``."""
+    extra = checkpoint.get("crevnet")
+    data = checkpoint.get("datamodule_hyper_parameters")
+    mode = extra.get("framing") if isinstance(extra, Mapping) else None
+    if mode is None and isinstance(data, Mapping):
+        mode = data.get("resize")
+    mode = "center_crop" if mode == "random_crop" else mode
+    return mode if mode in FRAMINGS else None
+
+
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a :class:`~crevnet.nn.CrevNet` from a checkpoint written by ``crevnet fit``.
 
@@ -231,6 +250,7 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         context=int(context) if isinstance(context, int) and context >= config.window else DEFAULT_CONTEXT,
         frame_size=recorded or DEFAULT_FRAME_SIZE,
         frame_size_recorded=recorded is not None,
+        framing=_framing(checkpoint),
         global_step=checkpoint.get("global_step"),
         epoch=checkpoint.get("epoch"),
         train_seconds=extra.get("train_seconds"),
@@ -246,6 +266,7 @@ def save_model(
     frame_size: tuple[int, int] | None = DEFAULT_FRAME_SIZE,
     global_step: int | None = None,
     train_seconds: float | None = None,
+    framing: str | None = None,
 ) -> Path:
     """Write ``model`` in the layout ``crevnet fit`` uses, atomically; :func:`load_model` reads it.
 
@@ -256,6 +277,8 @@ def save_model(
         frame_size: (H, W) of the training frames, or None if unknown.
         global_step: optimizer steps the weights were trained for, if known (``meta.global_step``).
         train_seconds: wall-clock training seconds, if known (``meta.train_seconds``).
+        framing: how the training frames were brought to ``frame_size`` ("resize" or "center_crop";
+            ``meta.framing``), if known.
 
     Returns:
         ``path`` as a Path.
@@ -269,4 +292,8 @@ def save_model(
         checkpoint["global_step"] = int(global_step)
     if train_seconds is not None:
         checkpoint["crevnet"]["train_seconds"] = float(train_seconds)
+    if framing is not None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"save_model: framing {framing!r}; expected {' or '.join(FRAMINGS)} or None")
+        checkpoint["crevnet"]["framing"] = framing
     return write_checkpoint(checkpoint, path)

@@ -11,15 +11,21 @@ to what the model was trained on before it is fed:
   predicts well at the scale it was trained on, so resizing to the training size is the default.
   ``size="keep"`` keeps the clip's size, rounded to the nearest multiple of the downsampling
   factor; ``size=(H, W)`` asks for a size. Shrinking uses area averaging, enlarging bilinear.
+- **framing** (``resize="train"``, the default): a clip of another aspect ratio is framed as the
+  checkpoint's training frames were (:attr:`~crevnet.checkpoint.CheckpointMeta.framing`), so a model
+  trained on centre crops of a video folder is not fed stretched frames: ``"center_crop"`` scales the
+  frame, aspect ratio kept, until it covers the size and cuts the centre; ``"resize"`` stretches it.
+  A checkpoint that records none (Moving MNIST, square frames) gets the centre cut: digits keep their
+  shape.
 - **context**: the last ``context`` frames of the clip are observed (default: the context the model
   was trained with); a shorter clip is an error.
 
 :func:`predict_file` is the whole of ``crevnet predict`` (its command line:
 :mod:`crevnet.commands.predict`), which tells the user what was changed in one line on stderr, e.g.
-``crevnet predict: clip.mp4: 30 frames 96×128 RGB -> resized 96×128 -> 64×64 (H×W), converted RGB ->
-grey; context = last 10 frames``. The output holds the ``horizon`` predicted frames, clipped to
-[0, 1] (``--with-context`` puts the observed frames first in ``.gif``/``.mp4``/``.npy``; a ``.png``
-contact sheet always shows a context row and a prediction row).
+``crevnet predict: clip.mp4: 30 frames 96×128 RGB -> resized 96×128 -> 64×85 and cut the centre
+64×64 (H×W), converted RGB -> grey; context = last 10 frames``. The output holds the ``horizon``
+predicted frames, clipped to [0, 1] (``--with-context`` puts the observed frames first in
+``.gif``/``.mp4``/``.npy``; a ``.png`` contact sheet always shows a context row and a prediction row).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crevnet.checkpoint import CheckpointMeta, LoadedModel, load_model
+from crevnet.checkpoint import FRAMINGS, CheckpointMeta, LoadedModel, load_model
 from crevnet.device import resolve_device
 from crevnet.errors import CheckpointError, DataError
 from crevnet.inference import evaluating
@@ -40,11 +46,14 @@ from crevnet.nn.model import DEFAULT_HORIZON, CrevNet, check_horizon
 
 __all__ = [
     "OUTPUT_SUFFIXES",
+    "RESIZE_CHOICES",
     "PreparedClip",
     "WrittenPrediction",
+    "check_resize",
     "predict_clip",
     "predict_file",
     "prepare_clip",
+    "resolve_framing",
     "write_prediction",
 ]
 
@@ -54,6 +63,9 @@ OUTPUT_SUFFIXES = (".gif", ".mp4", ".png", ".npy")
 _CHANNEL_NAMES = {1: "grey", 3: "RGB"}
 
 Size = str | tuple[int, int]
+
+RESIZE_CHOICES = ("train", *FRAMINGS)
+"""``resize`` values: the checkpoint's training framing, or one of :data:`~crevnet.checkpoint.FRAMINGS`."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,35 @@ def _target_size(size: Size, height: int, width: int, factor: int) -> tuple[int,
     raise DataError(f"--size {size!r}: expected 'train', 'keep' or HxW (e.g. 64x64)")
 
 
+def check_resize(resize: str) -> None:
+    """Refuse a ``resize`` that is none of :data:`RESIZE_CHOICES` (:class:`DataError`)."""
+    if resize not in RESIZE_CHOICES:
+        raise DataError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_CHOICES)}")
+
+
+def resolve_framing(loaded: LoadedModel, size: Size, resize: str = "train") -> tuple[Size, str]:
+    """The frame size and framing a checkpoint's model is fed: ``"train"`` read from its facts.
+
+    Args:
+        loaded: the model and its checkpoint's facts.
+        size: "train" (the training frame size), "keep" or (H, W).
+        resize: "train" (the training framing; "center_crop" when not recorded), "resize" or
+            "center_crop".
+
+    Returns:
+        (size, framing) for :func:`prepare_clip`.
+
+    Raises:
+        DataError: a ``resize`` that is none of :data:`RESIZE_CHOICES`.
+    """
+    check_resize(resize)
+    if size == "train":
+        size = (int(loaded.meta.frame_size[0]), int(loaded.meta.frame_size[1]))
+    if resize == "train":
+        resize = loaded.meta.framing or "center_crop"
+    return size, resize
+
+
 def prepare_clip(
     clip: torch.Tensor,
     in_channels: int,
@@ -100,6 +141,7 @@ def prepare_clip(
     window: int = 1,
     name: str = "clip",
     read_notes: Sequence[str] = (),
+    resize: str = "center_crop",
 ) -> PreparedClip:
     """Convert a clip to the model's channels and frame size and keep its last ``context`` frames.
 
@@ -112,13 +154,15 @@ def prepare_clip(
         window: the model's window: ``context`` must be at least this.
         name: the clip's name in messages.
         read_notes: what reading the file assumed (e.g. the array layout), put first in ``notes``.
+        resize: how a frame of another aspect ratio reaches ``size``: "center_crop" (scaled, aspect
+            ratio kept, to cover it, then the centre cut) or "resize" (stretched).
 
     Returns:
         The prepared context frames and a description of the changes.
 
     Raises:
         DataError: not a (T, C, H, W) tensor with C in {1, 3}, a clip shorter than ``context``,
-            ``context`` < ``window``, or a size that the encoder cannot take.
+            ``context`` < ``window``, a size that the encoder cannot take, or an unknown ``resize``.
 
     Shape:
         clip: (T, C, H, W) -> context (context, in_channels, H', W')
@@ -146,13 +190,19 @@ def prepare_clip(
     if frames.min() < 0 or frames.max() > 1:
         low, high = float(frames.min()), float(frames.max())
         raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
+    if resize not in FRAMINGS:
+        raise DataError(f"--resize {resize!r}: expected one of {', '.join(FRAMINGS)}")
     notes: list[str] = list(read_notes)
     target = _target_size(size, h, w, factor)
-    from crevnet.data.pixels import resize_frames, to_channels
+    from crevnet.data.framing import Framing
+    from crevnet.data.pixels import to_channels
 
     if target != (h, w):
-        frames = _channels_first(resize_frames(_channels_last(frames), target), frames.device)
-        notes.append(f"resized {h}×{w} -> {target[0]}×{target[1]} (H×W)")
+        framing = Framing(target, resize, c)  # type: ignore[arg-type]
+        scaled = framing.scaled_size(h, w)
+        frames = torch.from_numpy(framing.apply(_channels_last(frames))).to(frames.device)
+        cut = f" and cut the centre {target[0]}×{target[1]}" if scaled != target else ""
+        notes.append(f"resized {h}×{w} -> {scaled[0]}×{scaled[1]}{cut} (H×W)")
     if c != in_channels:
         if c == 1:
             frames = frames.expand(-1, in_channels, -1, -1)
@@ -193,6 +243,7 @@ def predict_clip(
     size: Size | None = None,
     device: str | torch.device = "cpu",
     return_prepared: bool = False,
+    resize: str = "train",
 ) -> torch.Tensor | tuple[torch.Tensor, PreparedClip]:
     """Predict the ``horizon`` frames that follow a clip.
 
@@ -207,13 +258,15 @@ def predict_clip(
             downsampling; the default for a bare model) or (H, W).
         device: where the model runs ("cpu", "cuda", "auto").
         return_prepared: also return the :class:`PreparedClip` (the frames fed and the changes).
+        resize: how frames of another aspect ratio are framed: "train" (as the checkpoint's
+            training frames were, see :func:`resolve_framing`; the default), "center_crop" or "resize".
 
     Returns:
         The predicted frames, float32 in [0, 1] on the CPU, with the model's channels and the
         prepared frame size (and the prepared clip when ``return_prepared``).
 
     Raises:
-        DataError: unreadable clip, too short for the context, bad size.
+        DataError: unreadable clip, too short for the context, bad size or resize.
         ValueError: a horizon that is not a positive int (:func:`~crevnet.nn.model.check_horizon`).
         CheckpointError: a bad checkpoint path.
 
@@ -234,11 +287,18 @@ def predict_clip(
     config = loaded.config
     if size is None:
         size = "keep" if isinstance(model_or_ckpt, CrevNet) else "train"
-    if size == "train":
-        size = (int(loaded.meta.frame_size[0]), int(loaded.meta.frame_size[1]))
+    size, resize = resolve_framing(loaded, size, resize)
     k = loaded.meta.context if context is None else context
     prepared = prepare_clip(
-        clip, config.encoder.in_channels, config.encoder.downsample, size, k, config.window, name, read_notes
+        clip,
+        config.encoder.in_channels,
+        config.encoder.downsample,
+        size,
+        k,
+        config.window,
+        name,
+        read_notes,
+        resize,
     )
     with evaluating(loaded.model.to(dev)) as model:
         pred = model.predict(prepared.context.unsqueeze(0).to(dev), horizon)[0]
@@ -322,6 +382,7 @@ def predict_file(
     device: str | torch.device = "auto",
     with_context: bool = False,
     fps: float = 4,
+    resize: str = "train",
 ) -> WrittenPrediction:
     """``crevnet predict`` as a function: predict what follows the clip in a file and write it to ``out``.
 
@@ -331,7 +392,7 @@ def predict_file(
         ckpt: a ``.ckpt`` file, a run folder or a bundled model's name.
         clip: a file or folder :func:`crevnet.data.video.read_clip` reads.
         out: ``.gif``, ``.mp4``, ``.png`` (contact sheet) or ``.npy``.
-        horizon, context, size, device: as for :func:`predict_clip`.
+        horizon, context, size, device, resize: as for :func:`predict_clip`.
         with_context, fps: as for :func:`write_prediction`.
 
     Returns:
@@ -354,6 +415,7 @@ def predict_file(
         raise DataError(f"--context {context}: expected a positive number of observed frames")
     if not fps > 0:
         raise DataError(f"--fps {fps:g}: expected a positive frame rate")
+    check_resize(resize)
     if not Path(clip).exists():
         raise DataError(f"--input {clip}: no such file or folder (expected a clip)")
     dev = resolve_device(device)
@@ -361,6 +423,6 @@ def predict_file(
     if not resolved.is_file():
         raise CheckpointError(f"--ckpt {ckpt}: checkpoint not found")
     loaded = load_model(resolved, map_location=dev)
-    pred, prepared = predict_clip(loaded, clip, horizon, context, size, dev, return_prepared=True)
+    pred, prepared = predict_clip(loaded, clip, horizon, context, size, dev, True, resize)
     write_prediction(pred, path, prepared.context, with_context, fps)
     return WrittenPrediction(path, pred, prepared)

@@ -219,6 +219,7 @@ def run_stream(
     fps: float = 10,
     max_frames: int | None = None,
     backend: str = "auto",
+    resize: str = "train",
 ) -> StreamReport:
     """Stream ``source`` through the model of ``ckpt`` and write the side-by-side forecasts to ``out``.
 
@@ -234,6 +235,8 @@ def run_stream(
         backend: what runs the model (:mod:`crevnet.backends`): "auto" (default) times each backend
             available here at 1 thread and at PyTorch's thread count on the first frame's shape and
             keeps the fastest; or "eager", "torchscript", "onnxruntime", "compiled" at PyTorch's count.
+        resize: framing of frames of another aspect ratio, as for ``crevnet predict`` ("train",
+            "center_crop" or "resize").
 
     Returns:
         The :class:`StreamReport`.
@@ -243,11 +246,11 @@ def run_stream(
             channel count than the first one. CheckpointError: a bad checkpoint.
     """
     from crevnet.backends import check_backend, pick_backend
-    from crevnet.checkpoint import DEFAULT_FRAME_SIZE, load_model
+    from crevnet.checkpoint import load_model
     from crevnet.device import resolve_device
     from crevnet.nn.model import check_horizon
     from crevnet.nn.stream import FrameStream
-    from crevnet.predict import prepare_clip
+    from crevnet.predict import check_resize, prepare_clip, resolve_framing
 
     out = Path(out)
     if out.suffix.lower() not in STREAM_SUFFIXES:
@@ -258,12 +261,11 @@ def run_stream(
     if max_frames is not None and max_frames < 1:
         raise DataError(f"--max-frames {max_frames}: expected a positive number")
     check_backend(backend)
+    check_resize(resize)
     dev = resolve_device(device)
     loaded = load_model(ckpt, map_location=dev)
     config = loaded.config
-    if size == "train":
-        recorded = loaded.meta.get("frame_size") or DEFAULT_FRAME_SIZE
-        size = (int(recorded[0]), int(recorded[1]))
+    size, resize = resolve_framing(loaded, size, resize)
     model = loaded.model.eval()
     stream: FrameStream | None = None
     chosen = ""
@@ -286,7 +288,14 @@ def run_stream(
                         "channel count"
                     )
                 prepared = prepare_clip(
-                    frame[None], config.encoder.in_channels, config.encoder.downsample, size, 1, 1, source
+                    frame[None],
+                    config.encoder.in_channels,
+                    config.encoder.downsample,
+                    size,
+                    1,
+                    1,
+                    source,
+                    resize=resize,
                 )
                 if not summary:
                     summary = prepared.summary.replace("; context = last 1 frames", "")

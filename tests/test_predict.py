@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from crevnet.checkpoint import load_model
+from crevnet.checkpoint import load_model, save_model
 from crevnet.commands.common import parse_size
 from crevnet.data.video import read_clip, write_frames
 from crevnet.errors import DataError
@@ -161,6 +161,54 @@ def test_python_api(tiny_net, ckpt: Path) -> None:
     prepared = prepare_clip(grey, 3, 2, "keep", 2)
     assert prepared.context.shape == (2, 3, 8, 8) and torch.equal(prepared.context[:, 2], grey[:, 0])
     assert predict_clip(CrevNet(colour).eval(), grey, 1, context=2).shape == (1, 3, 8, 8)
+
+
+def test_frames_of_another_aspect_ratio_are_framed_as_the_training_frames_were(
+    ckpt: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    s = _train_size(ckpt)
+    wide = torch.rand(CONTEXT, 1, s, 2 * s, generator=torch.Generator().manual_seed(4))
+    centre = wide[..., s // 2 : s // 2 + s]  # height fits already: the centre cut is a plain slice
+    stretched = wide.view(CONTEXT, 1, s, s, 2).mean(-1)  # area resize of 2 columns into 1
+    loaded = load_model(ckpt)
+    assert loaded.meta.framing is None  # trained on generated square frames: nothing recorded
+
+    def fed(resize: str, model=loaded) -> torch.Tensor:
+        return predict_clip(model, wide, 1, return_prepared=True, resize=resize)[1].context
+
+    torch.testing.assert_close(fed("train"), centre, rtol=0, atol=1e-6)  # nothing recorded: the cut
+    torch.testing.assert_close(fed("center_crop"), centre, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fed("resize"), stretched, rtol=0, atol=1e-6)
+    note = predict_clip(loaded, wide, 1, return_prepared=True)[1].notes[0]
+    assert note == f"resized {s}×{2 * s} -> {s}×{2 * s} and cut the centre {s}×{s} (H×W)"
+    # A file that records stretched training frames is fed stretched frames by default.
+    save_model(loaded.model, tmp_path / "stretch.ckpt", CONTEXT, (s, s), framing="resize")
+    stretch = load_model(tmp_path / "stretch.ckpt")
+    assert stretch.meta.framing == "resize"
+    torch.testing.assert_close(fed("train", stretch), stretched, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fed("center_crop", stretch), centre, rtol=0, atol=1e-6)
+    # A video folder run records its resize mode with its data settings; random crops are scored centred.
+    checkpoint = torch.load(ckpt, weights_only=True)
+    for mode, expected in (("random_crop", "center_crop"), ("resize", "resize"), ("other", None)):
+        checkpoint["datamodule_hyper_parameters"] = {"resize": mode, "size": [s, s]}
+        torch.save(checkpoint, tmp_path / "folder.ckpt")
+        assert load_model(tmp_path / "folder.ckpt").meta.framing == expected
+    with pytest.raises(DataError, match=r"--resize 'fit': expected one of train, resize, center_crop"):
+        predict_clip(loaded, wide, 1, resize="fit")
+    with pytest.raises(ValueError, match="framing 'crop'"):
+        save_model(loaded.model, tmp_path / "bad.ckpt", framing="crop")
+    # The command line: --resize, and the note on stderr.
+    clip = tmp_path / "wide.npy"
+    np.save(clip, (wide[:, 0].numpy() * 255).round().astype(np.uint8))
+    for resize in ("train", "resize"):
+        out = tmp_path / f"{resize}.npy"
+        argv = ["predict", "--ckpt", str(ckpt), "--input", str(clip), "--out", str(out), "--horizon", "1"]
+        code, _, err = run_cli(*argv, "--resize", resize, "--device", "cpu")
+        assert code == 0, err
+        cut = "cut the centre" in err
+        assert cut == (resize == "train"), err
+    code, _, err = run_cli(*argv, "--resize", "fit")
+    assert code == 2 and "--resize: invalid choice: 'fit'" in err
 
 
 def test_prepare_and_size_errors() -> None:

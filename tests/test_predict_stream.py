@@ -54,7 +54,8 @@ def test_stream_writes_each_frame_beside_its_forecast(ckpt, video, tmp_path, run
     )
     assert code == 0, err
     assert "5 frames" in stdout and "side by side" in stdout
-    assert "clip.mp4: 1 frames 24×32 RGB -> resized 24×32 -> 16×16 (H×W), converted RGB -> grey" in err
+    note = "resized 24×32 -> 16×22 and cut the centre 16×16 (H×W), converted RGB -> grey"
+    assert f"clip.mp4: 1 frames 24×32 RGB -> {note}" in err
     assert (
         "7 frames (end of input)" in err and "median" in err and "p95" in err and "predicted frames/s" in err
     )

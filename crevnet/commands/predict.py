@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from crevnet.commands.common import CommandParser, add_model_run, add_size, apply_threads, parse_size
 from crevnet.nn.model import DEFAULT_HORIZON
-from crevnet.predict import predict_file
+from crevnet.predict import RESIZE_CHOICES, predict_file
 from crevnet.predict_stream import run_stream
 
 __all__ = ["build_parser", "main"]
@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         "frame size fed to the model: 'train' (the training size, default), 'keep' (the clip's, "
         "rounded to a multiple of the encoder's downsampling) or HxW",
+    )
+    parser.add_argument(
+        "--resize",
+        choices=RESIZE_CHOICES,
+        default="train",
+        help="how a clip of another aspect ratio reaches --size: 'train' (as the checkpoint's training "
+        "frames were; the centre cut when it records nothing, default), 'center_crop' (aspect ratio "
+        "kept, the centre cut) or 'resize' (stretched)",
     )
     parser.add_argument("--with-context", action="store_true", help="put the observed frames first")
     parser.add_argument("--fps", type=float, default=4, help="frame rate of .gif / .mp4 (default 4)")
@@ -73,6 +81,7 @@ def _clip(args: argparse.Namespace) -> int:
         args.device,
         args.with_context,
         args.fps,
+        args.resize,
     )
     print(f"crevnet predict: {written.prepared.summary}", file=sys.stderr)  # incl. the layout assumed
     print(f"wrote {written.path} ({len(written.prediction)} predicted frames)")
@@ -90,6 +99,7 @@ def _stream(args: argparse.Namespace) -> int:
         args.fps,
         args.max_frames,
         args.backend,
+        args.resize,
     )
     print(f"crevnet predict --stream: {report.summary}", file=sys.stderr)
     print(f"crevnet predict --stream: {report.backend}", file=sys.stderr)
