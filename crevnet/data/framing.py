@@ -64,11 +64,11 @@ class Framing:
         """Resize/crop and convert ``frames``.
 
         Args:
-            frames: uint8 RGB or grey frames of one window.
+            frames: uint8 (or float, in [0, 1]) RGB or grey frames of one window.
             rng: draws the cut of "random_crop" (None: the centre cut).
 
         Returns:
-            uint8 frames, channels first.
+            Frames of the input's dtype, channels first.
 
         Shape:
             frames: (T, h, w, C) with C in {1, 3} -> (T, channels, H, W)
