@@ -121,7 +121,7 @@ def test_predict_writes_colour_gif_mp4_and_png(run: dict[str, Path], run_cli) ->
             "predict", "--ckpt", str(run["ckpt"]), "--input", str(clip), "--horizon", "4", "--out", str(out)
         )
         assert code == 0, err
-        assert "resized 24×32 -> 16×16" in err
+        assert "resized 24×32 -> 16×22 and cut the centre 16×16" in err  # framed as in training
     gif = Image.open(run["base"] / "pred.gif")
     assert gif.n_frames == 4
     from crevnet.data.video import read_clip
