@@ -103,10 +103,14 @@ def _target_size(size: Size, height: int, width: int, factor: int) -> tuple[int,
     raise DataError(f"--size {size!r}: expected 'train', 'keep' or HxW (e.g. 64x64)")
 
 
-def check_resize(resize: str) -> None:
-    """Refuse a ``resize`` that is none of :data:`RESIZE_CHOICES` (:class:`DataError`)."""
-    if resize not in RESIZE_CHOICES:
-        raise DataError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_CHOICES)}")
+def check_resize(resize: str, choices: Sequence[str] = RESIZE_CHOICES) -> None:
+    """Refuse a ``resize`` that is none of ``choices`` (:class:`DataError`).
+
+    ``choices`` is :data:`RESIZE_CHOICES` for what a user asks; :data:`~crevnet.checkpoint.FRAMINGS`
+    once "train" has been resolved (:func:`prepare_clip`).
+    """
+    if resize not in choices:
+        raise DataError(f"--resize {resize!r}: expected one of {', '.join(choices)}")
 
 
 def resolve_framing(loaded: LoadedModel, size: Size, resize: str = "train") -> tuple[Size, str]:
@@ -190,8 +194,7 @@ def prepare_clip(
     if frames.min() < 0 or frames.max() > 1:
         low, high = float(frames.min()), float(frames.max())
         raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
-    if resize not in FRAMINGS:
-        raise DataError(f"--resize {resize!r}: expected one of {', '.join(FRAMINGS)}")
+    check_resize(resize, FRAMINGS)
     notes: list[str] = list(read_notes)
     target = _target_size(size, h, w, factor)
     from crevnet.data.framing import Framing

@@ -386,10 +386,8 @@ def folder_test_set(
     if horizon is None:
         horizon = int(settings["num_frames"]) - context if "num_frames" in settings else DEFAULT_HORIZON
         horizon = max(1, horizon)
-    resize = settings.get("resize", "center_crop")
-    framing = Framing(
-        tuple(int(v) for v in frame_size), "center_crop" if resize == "random_crop" else resize, in_channels
-    )  # type: ignore[arg-type]
+    mode = loaded.meta.framing or "center_crop"  # as trained; random crops are scored centred
+    framing = Framing(tuple(int(v) for v in frame_size), mode, in_channels)  # type: ignore[arg-type]
     stride, fps = int(settings.get("frame_stride", 1)), settings.get("fps")
     found = load_folder_clips(folder, context + horizon, framing, stride, fps)
     clips = found.clips
