@@ -9,6 +9,13 @@ is the best fp32 ``n×n`` matmul rate (n = 1024 and 2048) in the same process wi
 count, measured once before and once after the timed steps (both kept in ``matmul_peak_runs``): on a
 shared VM a single reading before the steps was seen anywhere between 92 and 177 GFLOP/s.
 
+``top_conv`` bounds what the step can reach: every convolution of one training forward at the run's
+batch is grouped by shape (``conv_census``: the largest shapes by MACs, calls per step, share of the
+step's conv MACs); the shape with the most MACs is then timed alone, forward + both gradients, at the
+same thread count (PyTorch's own conv and backward). ``bound_over_peak = over_peak / flop_share`` is
+what the whole step would reach if everything else (the other convs, gates, norms, Adam, Python) took
+no time at all: ``achieved_over_peak`` cannot exceed it unless that conv runs faster inside the step.
+
 ``--conv-backward native`` runs PyTorch's own Conv3d backward instead of crevnet's faster one
 (``crevnet.nn.conv``), to measure what it is worth.
 
@@ -97,6 +104,62 @@ def count_gmac(model: CrevNet, frames: int, size: int) -> float:
     with FlopCounterMode(display=False) as counter:
         model.loss(video)
     return counter.get_total_flops() / 2 / 1e9
+
+
+def conv_census(model: CrevNet, video: torch.Tensor, **forward: Any) -> list[dict[str, Any]]:
+    """The convolutions of one training forward of ``video``, grouped by shape, most MACs first.
+
+    Each row: ``input``, ``weight``, ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``,
+    ``calls`` and ``gmac`` (all calls of that shape together, 1e9 multiply-adds).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    class Census(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.convolution.default and not args[6]:  # not transposed
+                x, w, b, stride, padding, dilation = args[:6]
+                key = (*(tuple(a) for a in (x.shape, w.shape, stride, padding, dilation)), args[8])
+                row = rows.setdefault(key, {"calls": 0, "gmac": 0.0, "bias": b is not None})
+                row["calls"] += 1
+                row["gmac"] += out.numel() * w[0].numel() / 1e9
+            return out
+
+    with torch.no_grad(), Census():
+        model(video, **forward)
+    out = [
+        {
+            "input": list(k[0]),
+            "weight": list(k[1]),
+            "stride": list(k[2]),
+            "padding": list(k[3]),
+            "dilation": list(k[4]),
+            "groups": k[5],
+            **v,
+        }
+        for k, v in rows.items()
+    ]
+    return sorted(out, key=lambda r: -r["gmac"])
+
+
+def time_conv(row: dict[str, Any], reps: int = 20) -> float:
+    """Median seconds of one forward + input and weight gradients of the conv ``row`` describes."""
+    x = torch.randn(row["input"], requires_grad=True)
+    w = (torch.randn(row["weight"]) * 0.1).requires_grad_()
+    b = torch.zeros(row["weight"][0], requires_grad=True) if row["bias"] else None
+    n = len(row["stride"])
+    args = (row["stride"], row["padding"], row["dilation"], False, [0] * n, row["groups"])
+    y = torch.convolution(x, w, b, *args)
+    gy = torch.randn_like(y)
+    times = []
+    for i in range(reps + 3):
+        t0 = time.perf_counter()
+        torch.convolution(x, w, b, *args).backward(gy)
+        if i >= 3:  # after warm-up: oneDNN primitive caches
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def _fit_settings(path: str) -> dict[str, Any]:
@@ -243,6 +306,22 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(peaks)
     med = statistics.median(times)
     achieved = 6 * gmac * args.batch / med
+    census = conv_census(model, video, sampling_prob=sampling_prob, context=context)
+    torch.set_num_threads(used_threads)
+    top = dict(census[0])
+    top_s = time_conv(top)
+    top_gflops = 6 * top["gmac"] / top["calls"] / top_s
+    share = top["gmac"] / (gmac * args.batch)
+    top.update(
+        fwd_bwd_ms=round(top_s * 1e3, 3),
+        gflops=round(top_gflops, 1),
+        over_peak=round(top_gflops / peak, 3),
+        flop_share=round(share, 3),
+        bound_over_peak=round(top_gflops / peak / share, 3),
+        gmac=float(f"{top['gmac']:.4g}"),
+    )
+    for row in census:
+        row["gmac"] = float(f"{row['gmac']:.4g}")
     result = {
         "config": args.config,
         "batch": args.batch,
@@ -264,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_peak_gflops": round(peak, 1),
         "matmul_peak_runs": [round(p, 1) for p in peaks],
         "achieved_over_peak": round(achieved / peak, 3),
+        "top_conv": top,
+        "conv_census": census[:5],
         "conv_peak_gflops": round(conv_peak, 1),
         "achieved_over_conv_peak": round(achieved / conv_peak, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -69,6 +69,44 @@ def test_train_step_prints_the_issue_fields(tiny_config, capsys, monkeypatch, co
     assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=2e-3)
 
 
+def test_train_step_census_counts_every_conv_and_bounds_the_step(tmp_path, capsys, monkeypatch):
+    # 2-D ConvLSTM RPM: the gate conv of each layer runs once per transition, (frames - 1) * layers calls
+    narrow = {"channels": [2, 8]}
+    config = {
+        "torch_threads": 1,
+        "model": {
+            "net": {
+                "encoder": {"dims": 2, "init_downsample": 2, "stages": [1, 1], "strides": [1, 2], **narrow},
+                "predictor": {"layers": 3, "cell": "conv_lstm"},
+                "window": 1,
+            }
+        },
+    }
+    path = tmp_path / "tiny2d.yaml"
+    path.write_text(yaml.safe_dump(config))
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    argv = ["--config", str(path), "--batch", "2", "--steps", "1", "--frames", "5", "--size", "16"]
+    assert bench.main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    top = row["top_conv"]
+    assert top["calls"] == 4 * 3 and top["input"][0] == 2  # the RPM runs on the batch, one step at a time
+    assert top["gmac"] == max(r["gmac"] for r in row["conv_census"])
+    # an independent count of the step's conv MACs: FlopCounterMode over the same forward at batch 2
+    model = bench.CrevNet(bench.load_config(path))
+    with bench.FlopCounterMode(display=False) as counter:
+        model(torch.rand(2, 5, 1, 16, 16))
+    convs = sum(n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    census = bench.conv_census(model, torch.rand(2, 5, 1, 16, 16))
+    assert sum(r["gmac"] for r in census) * 2e9 == pytest.approx(convs, rel=1e-9)
+    assert top["flop_share"] == pytest.approx(top["gmac"] / (row["gmac_per_sample"] * 2), abs=2e-3)
+    per_call_s = top["fwd_bwd_ms"] / 1e3  # printed with 3 decimals: a tiny conv's ms is rounded by ~1%
+    assert top["gflops"] == pytest.approx(6 * top["gmac"] / top["calls"] / per_call_s, rel=0.03)
+    assert top["over_peak"] == pytest.approx(top["gflops"] / 50.0, abs=2e-3)
+    assert top["bound_over_peak"] == pytest.approx(top["over_peak"] / top["flop_share"], rel=0.01)
+
+
 def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
     bench = _load("conv_backward")
     argv = ["--config", str(tiny_config), "--batch", "1", "--threads", "1", "--frames", "5"]
