@@ -15,8 +15,10 @@ downsampling and ``c`` one latent half; every RPM state tensor is (B, c, [W,] H/
 :func:`crevnet.nn.stream.flatten_state` orders them (``h`` and ``c`` of each layer, then the ST-LSTM
 memory when the cells have one). All zeros is the initial state. The batch axis is free; H and W are
 fixed at export (``--size``, default the checkpoint's training frame size). ``manifest.json`` records
-all of it (names, shapes, window, state size, frame size) and ``README.md`` in the same folder says it
-in words. :func:`crevnet.exported.load_exported` rolls the graphs out with ONNX Runtime or
+all of it (names, shapes, window, state size, frame size, and ``framing``: how the checkpoint's training
+frames were brought to that size from clips of other sizes, "center_crop" or "resize", null when not
+recorded, so that a consumer frames its video the way ``crevnet predict`` would) and ``README.md`` in the
+same folder says it in words. :func:`crevnet.exported.load_exported` rolls the graphs out with ONNX Runtime or
 TorchScript through the very same streaming code as PyTorch (tested to ≤ 1e-4 over 10 frames).
 
 ``onnx`` needs the optional extra ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript),
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 
 from crevnet.backends import example_inputs, free_batch, quiet
+from crevnet.checkpoint import FRAMINGS, load_model
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
@@ -102,6 +105,14 @@ def _write_torchscript(module: torch.nn.Module, args: tuple[torch.Tensor, ...], 
         torch.jit.load(str(tmp))  # verify before the rename
 
 
+_FRAMING_WORDS = {
+    "center_crop": "the model was trained on centre crops; scale a frame (aspect ratio kept) until it "
+    "covers H×W, then cut the centre H×W (`crevnet predict` does so).",
+    "resize": "the model was trained on stretched frames; resize a frame to H×W (`crevnet predict` does so).",
+    None: "the checkpoint records no framing; `crevnet predict` cuts the centre (aspect ratio kept).",
+}
+
+
 def _readme(manifest: dict[str, Any]) -> str:
     lines = [
         f"# CrevNet stream graphs ({manifest['format']})",
@@ -119,7 +130,10 @@ def _readme(manifest: dict[str, Any]) -> str:
         ins = ", ".join(f"`{n}` {tuple(s)}" for n, s in graph["inputs"].items())
         outs = ", ".join(f"`{n}` {tuple(s)}" for n, s in graph["outputs"].items())
         lines.append(f"| `{graph['file']}` ({name}) | {ins} | {outs} |")
+    framing = _FRAMING_WORDS.get(manifest.get("framing"), _FRAMING_WORDS[None])
     lines += [
+        "",
+        f"Frames of another size: {framing}",
         "",
         "Run: `crevnet.exported.load_exported(folder)` returns a FrameStream over these graphs.",
         "",
@@ -133,6 +147,7 @@ def export_model(
     fmt: str = "onnx",
     frame_size: tuple[int, int] = (64, 64),
     context: int | None = None,
+    framing: str | None = None,
 ) -> Path:
     """Write the encoder, decoder and RPM-step graphs of ``model`` and a manifest into ``out_dir``.
 
@@ -142,6 +157,8 @@ def export_model(
         fmt: "onnx" or "torchscript".
         frame_size: (H, W) the graphs take; multiples of the encoder's downsampling.
         context: frames the model was trained to observe (recorded in the manifest), if known.
+        framing: how the training frames were brought to their size ("center_crop" or "resize";
+            :attr:`crevnet.checkpoint.CheckpointMeta.framing`), recorded in the manifest, if known.
 
     Returns:
         The path of ``manifest.json``.
@@ -151,6 +168,8 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if framing is not None and framing not in FRAMINGS:
+        raise ValueError(f"export_model: framing {framing!r}; expected {' or '.join(FRAMINGS)} or None")
     cfg = model.config
     d = cfg.encoder.downsample
     h, w = frame_size
@@ -198,6 +217,7 @@ def export_model(
         "state_channels": graphs.state_channels,
         "state_names": state_names(graphs.state_size, cfg.predictor.layers),
         "context": context,
+        "framing": framing,
         "torch": torch.__version__,
         "graphs": entries,
     }
@@ -228,10 +248,9 @@ def export_checkpoint(
         DataError: ``size`` is not a fixed frame size, or see :func:`export_model`.
         CheckpointError: a bad checkpoint.
     """
-    from crevnet.checkpoint import load_model
-
     if isinstance(size, str) and size != "train":
         raise DataError(f"--size {size}: an export needs a fixed frame size: 'train' or HxW")
     loaded = load_model(ckpt, map_location="cpu")
     frame_size = tuple(loaded.meta["frame_size"]) if size == "train" else size
-    return export_model(loaded.model, out_dir, fmt, frame_size, loaded.meta.get("context"))
+    meta = loaded.meta
+    return export_model(loaded.model, out_dir, fmt, frame_size, meta.context, meta.framing)

@@ -89,6 +89,7 @@ def test_export_cli(tmp_path: Path, run_cli, one_error_line) -> None:
     assert "rpm_step.pt" in out
     manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert manifest["frame_size"] == [16, 16] and manifest["context"] == 10
+    assert manifest["framing"] is None and "records no framing" in (tmp_path / "e" / "README.md").read_text()
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == [
         "README.md",
         "decoder.pt",
@@ -110,6 +111,21 @@ def test_export_cli(tmp_path: Path, run_cli, one_error_line) -> None:
         "20x20",
     )
     assert code == 2 and "multiples of 8" in one_error_line(err)
+
+
+@pytest.mark.parametrize("framing", ["center_crop", "resize"])
+def test_export_records_how_the_training_frames_were_framed(tmp_path: Path, run_cli, framing) -> None:
+    # a consumer of the graphs must frame a clip of another size as crevnet predict does
+    model = CrevNet.from_config(CONFIGS["quickstart"])
+    ckpt = save_model(model, tmp_path / "m.ckpt", frame_size=(16, 16), framing=framing)
+    out = tmp_path / "e"
+    code, _, err = run_cli("export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["framing"] == framing
+    words = {"center_crop": "cut the centre H×W", "resize": "resize a frame to H×W"}[framing]
+    assert words in (tmp_path / "e" / "README.md").read_text()
+    with pytest.raises(ValueError, match="framing 'stretch'"):
+        export_model(model, tmp_path / "f", "torchscript", SIZE, framing="stretch")
 
 
 def test_load_exported_bad_folder(tmp_path: Path) -> None:
