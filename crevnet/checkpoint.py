@@ -34,6 +34,7 @@ __all__ = [
     "FRAMINGS",
     "CheckpointMeta",
     "LoadedModel",
+    "check_framing",
     "config_from_hparams",
     "config_to_dict",
     "load_checkpoint_dict",
@@ -200,6 +201,13 @@ def _frame_size(checkpoint: Mapping[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def check_framing(framing: str | None, who: str) -> str | None:
+    """``framing`` if it is one of :data:`FRAMINGS` or None, else a ValueError naming ``who`` asked."""
+    if framing is not None and framing not in FRAMINGS:
+        raise ValueError(f"{who}: framing {framing!r}; expected {' or '.join(FRAMINGS)} or None")
+    return framing
+
+
 def _framing(checkpoint: Mapping[str, Any]) -> str | None:
     """The recorded framing: ``crevnet.framing`` (bundled files), else a video folder run's ``resize``."""
     extra = checkpoint.get("crevnet")
@@ -293,7 +301,5 @@ def save_model(
     if train_seconds is not None:
         checkpoint["crevnet"]["train_seconds"] = float(train_seconds)
     if framing is not None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"save_model: framing {framing!r}; expected {' or '.join(FRAMINGS)} or None")
-        checkpoint["crevnet"]["framing"] = framing
+        checkpoint["crevnet"]["framing"] = check_framing(framing, "save_model")
     return write_checkpoint(checkpoint, path)

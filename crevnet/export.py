@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from crevnet.backends import example_inputs, free_batch, quiet
-from crevnet.checkpoint import FRAMINGS, load_model
+from crevnet.checkpoint import check_framing, load_model
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
@@ -168,8 +168,7 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if framing is not None and framing not in FRAMINGS:
-        raise ValueError(f"export_model: framing {framing!r}; expected {' or '.join(FRAMINGS)} or None")
+    check_framing(framing, "export_model")
     cfg = model.config
     d = cfg.encoder.downsample
     h, w = frame_size
