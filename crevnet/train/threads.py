@@ -1,7 +1,7 @@
 """Pick the CPU thread count from measured step times, and adapt it while training.
 
 On a small CPU the best ``torch.set_num_threads`` depends on what else runs on the machine: on an idle
-2-core box two threads train the quickstart model ~1.5× faster than one, but beside one busy process
+2-core box two threads trained the quickstart model 1.1-1.5× faster than one, but beside one busy process
 two OpenMP threads that wait for each other at every op run 3-4× *slower* than one thread. No static
 setting is right for both, and ``nproc`` or the load average cannot tell (a nice-19 neighbour still
 steals the second core at the wrong moments). :class:`AdaptiveThreads` measures instead: it times a few
