@@ -320,7 +320,7 @@ else:
 `load_model` reads the checkpoint without Lightning (weights only, no pickled code), rebuilds the
 model from the configuration stored inside and returns it in eval mode. It also takes the name of a
 model shipped with crevnet: `load_model("mmnist-cpu")` is the same quickstart model trained for about
-twelve hours on a 2-core CPU, over six sittings (its model card is in the README). The scores and
+fourteen hours on 2-core CPUs, over seven sittings (its model card is in the README). The scores and
 pictures below are the bundled model's, so they look the same whether or not you trained above; swap in
 `load_model(ckpt_path)` to see your own run. `evaluate_model` observes frames 0-9 of every test
 sequence and predicts frames 10-19. It scores the model, "zeros" (black
@@ -385,8 +385,8 @@ plt.show()""",
     (
         "md",
         """\
-What to expect: on 500 surrogate sequences the bundled model scores MSE 63.0 (0.37 × "zeros", 0.22 ×
-"copy last frame") and SSIM 0.810, above black frames' 0.724 (SSIM rewards sharp structure, and
+What to expect: on 500 surrogate sequences the bundled model scores MSE 62.6 (0.36 × "zeros", 0.22 ×
+"copy last frame") and SSIM 0.811, above black frames' 0.724 (SSIM rewards sharp structure, and
 black frames score well on a mostly black canvas). Its digits are followed and stay digit-shaped, sharp
 for a few frames and blurred by the tenth. The 13-minute quickstart reaches MSE 92.5 and SSIM 0.72; the
 paper's 3-D model reaches an MSE of about 22 after days of GPU training. To go further:
