@@ -23,7 +23,7 @@ gates used.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -125,6 +125,12 @@ class ConvSigmoidGate(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(h))
 
+    @torch.no_grad()
+    def close_(self, bias: float) -> None:
+        """Make the gate constant, ``g = σ(bias)`` for every input (zero weights); gradients still flow."""
+        self.conv.weight.zero_()
+        self.conv.bias.fill_(bias)
+
 
 class TwoConvGate(nn.Module):
     """Paper gate (eq. 3): ``g = σ(W2 ∗ ReLU(W1 ∗ h + b1) + b2)``, W1 1×1 and W2 k×k.
@@ -141,6 +147,12 @@ class TwoConvGate(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv2(torch.relu(self.conv1(h))))
+
+    @torch.no_grad()
+    def close_(self, bias: float) -> None:
+        """Make the gate constant, ``g = σ(bias)`` for every input (zero ``W2``); gradients still flow."""
+        self.conv2.weight.zero_()
+        self.conv2.bias.fill_(bias)
 
 
 # -- updates ------------------------------------------------------------------------------------------
@@ -206,6 +218,48 @@ class ReversiblePredictor(nn.Module):
         )
         self.gates = nn.ModuleList(gate(dims, channels, k) for _ in range(config.layers))
         self.update = update()
+
+    @torch.no_grad()
+    def extend_from(self, shallower: ReversiblePredictor, gate_bias: float = -4.0) -> None:
+        """Start a deeper RPM from a trained shallower one: its layers, then near-identity layers.
+
+        The first ``shallower.config.layers`` layers take ``shallower``'s weights; every further layer
+        keeps its fresh cell and gets a constant, nearly closed gate ``g = σ(gate_bias)`` (zero gate
+        weights), so it barely changes ``x2`` (``x2 + g·(h − x2)``, g ≈ 0.018 at the default): with
+        memory-free cells (``conv_lstm``) the deeper RPM predicts almost as the shallower one did, and
+        training then opens the gates where they help. (With ``st_lstm`` the zig-zag memory reaches the
+        next time step through the new cells, so the start is further from the shallower model.) The
+        extra layers must be even in number: each layer swaps the halves, so an odd count would hand
+        the decoder swapped halves.
+
+        Args:
+            shallower: an RPM whose config equals this one's but for fewer ``layers``.
+            gate_bias: the new layers' gate bias (the more negative, the closer to the identity, and
+                the smaller the gradient that opens the gate).
+
+        Raises:
+            ValueError: the configs differ in more than ``layers``, it is not fewer, or the
+                difference is odd.
+        """
+        mine, theirs = self.config, shallower.config
+        added = mine.layers - theirs.layers
+        same = replace(theirs, layers=mine.layers) == mine
+        if not same or self.dims != shallower.dims or self.channels != shallower.channels:
+            raise ValueError(
+                "ReversiblePredictor.extend_from needs an RPM that differs only in its number of layers, "
+                f"got {theirs} with {shallower.channels} channels for {mine} with {self.channels}"
+            )
+        if added <= 0 or added % 2:
+            raise ValueError(
+                f"ReversiblePredictor.extend_from adds an even, positive number of layers (each layer "
+                f"swaps the latent halves); {theirs.layers} -> {mine.layers} adds {added}"
+            )
+        for name in ("cells", "outs", "gates"):
+            mine_list, theirs_list = getattr(self, name), getattr(shallower, name)
+            for target, source in zip(mine_list, theirs_list, strict=False):
+                target.load_state_dict(source.state_dict(), strict=True)
+        for gate in list(self.gates)[theirs.layers :]:
+            gate.close_(gate_bias)
 
     def _check(self, z: torch.Tensor, who: str) -> None:
         if z.dim() != self.dims + 2 or z.shape[1] != 2 * self.channels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -58,9 +59,11 @@ class CrevNetModule(L.LightningModule):
         init_from: run option, start from the weights of this checkpoint (a ``.ckpt`` path, a run
             folder or a bundled model's name such as ``mmnist-cpu``) with fresh optimizer state,
             schedules and step count: fine-tuning, unlike ``--ckpt_path``, which resumes a run
-            exactly. Its model config must equal ``net``. Not stored in the hyperparameters (a
-            resumed or reloaded run takes its weights from its own checkpoint); the run's
-            ``config.yaml`` records it.
+            exactly. Its model config must equal ``net``, except that ``net`` may have more RPM
+            layers (an even number more): the checkpoint's layers are loaded and the new ones start
+            near the identity (:meth:`~crevnet.nn.ReversiblePredictor.extend_from`). Not stored in
+            the hyperparameters (a resumed or reloaded run takes its weights from its own
+            checkpoint); the run's ``config.yaml`` records it.
 
     Shape:
         batch: (B, T, C, H, W) with T > context.
@@ -134,11 +137,24 @@ class CrevNetModule(L.LightningModule):
         # A weights-only read (no pickled code), the same model config, then a strict load.
         loaded = load_model(source)
         diffs = config_diff(config_to_dict(loaded.config), config_to_dict(self.net.config))
+        theirs, mine = loaded.config.predictor.layers, self.net.config.predictor.layers
+        deeper = diffs == [f"predictor.layers: checkpoint {theirs!r}, config {mine!r}"]
+        if deeper and (mine - theirs) > 0 and (mine - theirs) % 2 == 0:
+            # A deeper RPM grown from a shallower one: its layers, then near-identity layers on top.
+            self.net.encoder.load_state_dict(loaded.model.encoder.state_dict(), strict=True)
+            self.net.predictor.extend_from(loaded.model.predictor)
+            print(
+                f"crevnet: --model.init_from {source}: its {theirs} RPM layers loaded, "
+                f"{mine - theirs} more added on top with nearly closed gates",
+                file=sys.stderr,
+            )
+            return
         if diffs:
             raise CheckpointError(
                 f"--model.init_from {source}: its model config differs from this run's (model.net): "
                 + "; ".join(diffs)
-                + "; use the same model.net as the checkpoint, or train from scratch without init_from"
+                + "; use the same model.net as the checkpoint (or, to grow its RPM, only more"
+                " predictor.layers, by an even number), or train from scratch without init_from"
             )
         self.net.load_state_dict(loaded.model.state_dict(), strict=True)
 

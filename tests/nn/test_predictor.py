@@ -185,3 +185,56 @@ def test_wider_cells_get_gradients_everywhere() -> None:
 def test_bad_hidden_width_is_a_clear_error(bad) -> None:
     with pytest.raises(ValueError, match=r"PredictorConfig\.hidden must be a positive number"):
         PredictorConfig(hidden=bad)
+
+
+def _rollout(rpm: ReversiblePredictor, latents: list[torch.Tensor]) -> list[torch.Tensor]:
+    state, outs = None, []
+    for z in latents:
+        z, state = rpm(z, state)
+        outs.append(z)
+    return outs
+
+
+@pytest.mark.parametrize("gate", ["conv1x1", "two_conv"])
+@pytest.mark.parametrize("hidden", [None, 6])
+def test_extend_from_keeps_a_memory_free_rpm_and_adds_near_identity_layers(gate, hidden) -> None:
+    cfg = {"cell": "conv_lstm", "gate": gate, "hidden": hidden}
+    torch.manual_seed(0)
+    small = ReversiblePredictor(2, 4, PredictorConfig(layers=2, **cfg)).double()
+    torch.manual_seed(1)
+    big = ReversiblePredictor(2, 4, PredictorConfig(layers=4, **cfg)).double()
+    latents = [_latent(2, 4, seed=s, dtype=torch.float64) for s in range(4)]
+    with torch.no_grad():
+        before = _rollout(big, latents)
+        # independent reference: the shallower RPM run alone over the same 4 steps
+        reference = _rollout(small, latents)
+        big.extend_from(small, gate_bias=-40.0)  # sigma(-40) ~ 4e-18: the identity in float64
+        after = _rollout(big, latents)
+    for got, want, old in zip(after, reference, before, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        assert (old - want).abs().max() > 1e-2  # before the copy it predicted something else
+    for name, value in small.state_dict().items():
+        assert torch.equal(big.state_dict()[name], value)
+    # the default bias leaves the new gates slightly open: close, not equal, and trainable
+    big.extend_from(small)
+    h = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(big.gates[3](h), torch.full_like(h, torch.sigmoid(torch.tensor(-4.0)).item()))
+    loss = sum(z.square().sum() for z in _rollout(big, latents))
+    loss.backward()
+    for gate_module in list(big.gates)[2:]:  # the closed conv learns (a two-conv gate's W1 once W2 moved)
+        last = gate_module.conv2 if gate == "two_conv" else gate_module.conv
+        assert all(p.grad is not None and p.grad.abs().max() > 0 for p in last.parameters())
+
+
+def test_extend_from_refuses_what_it_cannot_grow() -> None:
+    def rpm(**kw) -> ReversiblePredictor:
+        return ReversiblePredictor(2, 4, PredictorConfig(**{"cell": "conv_lstm", **kw}))
+
+    with pytest.raises(ValueError, match=r"even, positive number of layers.*2 -> 3 adds 1"):
+        rpm(layers=3).extend_from(rpm(layers=2))
+    with pytest.raises(ValueError, match="4 -> 2 adds -2"):
+        rpm(layers=2).extend_from(rpm(layers=4))
+    with pytest.raises(ValueError, match="differs only in its number of layers"):
+        rpm(layers=4).extend_from(rpm(layers=2, kernel_size=5))
+    with pytest.raises(ValueError, match="differs only in its number of layers"):
+        rpm(layers=4).extend_from(ReversiblePredictor(2, 8, PredictorConfig(layers=2, cell="conv_lstm")))

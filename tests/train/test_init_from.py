@@ -3,6 +3,7 @@ optimizer, schedules and step count, unlike ``--ckpt_path``, which resumes a run
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -59,6 +60,25 @@ def test_a_bundled_model_name_is_a_starting_point_for_its_own_config() -> None:
     bundled = load_model("mmnist-cpu").model.state_dict()
     for name, value in bundled.items():
         torch.testing.assert_close(module.net.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_a_deeper_rpm_grows_from_the_bundled_model(capsys: pytest.CaptureFixture[str]) -> None:
+    # quickstart.yaml with 6 RPM layers instead of the bundle's 4: encoder and the 4 layers loaded, the
+    # 2 new gates nearly closed, so the grown model predicts close to the bundled one.
+    net = load_config(REPO / "configs" / "quickstart.yaml")
+    deeper = replace(net, predictor=replace(net.predictor, layers=6))
+    module = CrevNetModule(deeper, init_from="mmnist-cpu")
+    assert "its 4 RPM layers loaded, 2 more added on top" in capsys.readouterr().err
+    bundled = load_model("mmnist-cpu").model
+    grown = module.net.eval()
+    for name, value in bundled.state_dict().items():
+        assert torch.equal(grown.state_dict()[name], value), name
+    for gate in list(grown.predictor.gates)[4:]:
+        assert not gate.conv.weight.any() and torch.allclose(gate.conv.bias, torch.tensor(-4.0))
+    clip = torch.rand(1, 12, 1, 64, 64, generator=torch.Generator().manual_seed(0)).round()
+    with torch.no_grad():
+        want, got = bundled.predict(clip[:, :10], 2), grown.predict(clip[:, :10], 2)
+    assert 0 < (got - want).abs().max() < 0.05
 
 
 def test_init_from_a_checkpoint_of_another_model_config_names_the_file_and_the_keys(
