@@ -64,6 +64,10 @@ class CrevNetModule(L.LightningModule):
             near the identity (:meth:`~crevnet.nn.ReversiblePredictor.extend_from`). Not stored in
             the hyperparameters (a resumed or reloaded run takes its weights from its own
             checkpoint); the run's ``config.yaml`` records it.
+        freeze: run option, names or name prefixes of the model's parameters that keep their values
+            (no gradient, left out of the optimizer), e.g. ``[encoder, predictor.cells.0]``: with a
+            grown ``init_from``, train only the new layers. Not stored in the hyperparameters (a
+            resumed run needs the same option; its ``config.yaml`` records it).
 
     Shape:
         batch: (B, T, C, H, W) with T > context.
@@ -85,6 +89,7 @@ class CrevNetModule(L.LightningModule):
         memory_saving: Literal["off", "encoder", "full"] | bool = "off",
         bf16: bool = False,
         init_from: str | None = None,
+        freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # from a checkpoint's hyperparameters
@@ -129,6 +134,7 @@ class CrevNetModule(L.LightningModule):
         self.bf16 = bool(bf16)
         if init_from is not None:
             self._load_initial_weights(str(init_from))
+        self.frozen = self._freeze(freeze or [])
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
@@ -157,6 +163,25 @@ class CrevNetModule(L.LightningModule):
                 " predictor.layers, by an even number), or train from scratch without init_from"
             )
         self.net.load_state_dict(loaded.model.state_dict(), strict=True)
+
+    def _freeze(self, prefixes: list[str] | str) -> tuple[str, ...]:
+        # Parameters under these names keep their values: no gradient, not in the optimizer.
+        if isinstance(prefixes, str):
+            prefixes = [prefixes]
+        named = dict(self.net.named_parameters())
+        frozen: list[str] = []
+        for prefix in prefixes:
+            hits = [n for n in named if n == prefix or n.startswith(prefix.rstrip(".") + ".")]
+            if not hits:
+                tops = sorted({".".join(n.split(".")[:3]) for n in named if n.startswith("predictor.")})
+                raise ValueError(
+                    f"--model.freeze {prefix!r}: no model parameter has that name or prefix; use names "
+                    f"such as 'encoder', 'predictor', {', '.join(repr(t) for t in tops[:4])}, ..."
+                )
+            frozen += hits
+        for name in frozen:
+            named[name].requires_grad_(False)
+        return tuple(sorted(set(frozen)))
 
     # -- progress ---------------------------------------------------------------------------------
     def train_seconds(self) -> float:
@@ -251,7 +276,8 @@ class CrevNetModule(L.LightningModule):
         """Adam (AdamW with weight decay) and a per-step ``LambdaLR`` following :attr:`schedule`."""
         hp = self.hparams
         cls = torch.optim.AdamW if hp.weight_decay > 0 else torch.optim.Adam
-        optimizer = cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]  # without the frozen ones
+        optimizer = cls(trainable, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         schedule = self.schedule
         module = self
 

@@ -108,3 +108,35 @@ def test_a_fine_tune_resumes_without_its_starting_checkpoint(smoke_env: Path, fi
     resumed = fit_smoke(smoke_env / "b", ["--trainer.max_steps=4", *first, "--ckpt_path=last"])
     assert resumed.trainer.global_step == 4
     assert str(start) in (smoke_env / "b" / "smoke" / "version_0" / "config.yaml").read_text()
+
+
+def test_frozen_parameters_keep_their_values_and_stay_out_of_the_optimizer(
+    smoke_env: Path, fit_smoke, same_training_state
+) -> None:
+    freeze = "--model.freeze=[encoder, predictor.cells.0]"
+    seen = _Snapshot()
+    run = fit_smoke(smoke_env / "a", ["--trainer.max_steps=3", "--data.train_size=16", freeze], [seen])
+    after = run.model.net.state_dict()
+    frozen = [n for n in seen.weights if n.startswith(("encoder.", "predictor.cells.0."))]
+    trained = [n for n in seen.weights if n not in frozen and "num_batches" not in n]
+    assert frozen and trained
+    for name in frozen:
+        assert torch.equal(after[name], seen.weights[name]), name
+    assert all(not torch.equal(after[n], seen.weights[n]) for n in trained if n.endswith("weight"))
+    optimized = {id(p) for group in run.trainer.optimizers[0].param_groups for p in group["params"]}
+    named = dict(run.model.net.named_parameters())
+    assert optimized == {id(p) for n, p in named.items() if n not in frozen}
+    # an interrupted frozen run resumes to the same state as one that ran straight through
+    fit_smoke(smoke_env / "b", ["--trainer.max_steps=2", "--data.train_size=16", freeze])
+    resumed = fit_smoke(
+        smoke_env / "b", ["--trainer.max_steps=3", "--data.train_size=16", freeze, "--ckpt_path=last"]
+    )
+    same_training_state(run, resumed, 3)
+
+
+def test_freezing_a_name_the_model_lacks_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    smoke = REPO / "configs" / "smoke.yaml"
+    assert crevnet_main(["fit", "--config", str(smoke), "--model.freeze=[encoder, decoder]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("crevnet: error: --model.freeze 'decoder': no model parameter has that name")
+    assert "'predictor.cells.0'" in err[-1] and "Traceback" not in "\n".join(err)
