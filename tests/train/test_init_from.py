@@ -140,3 +140,15 @@ def test_freezing_a_name_the_model_lacks_is_a_one_line_error(capsys: pytest.Capt
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("crevnet: error: --model.freeze 'decoder': no model parameter has that name")
     assert "'predictor.cells.0'" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("mode", ["encoder", "full"])
+def test_freezing_works_with_the_memory_saving_backward(smoke_env: Path, fit_smoke, mode: str) -> None:
+    seen = _Snapshot()
+    extra = ["--trainer.max_steps=2", "--data.train_size=16", f"--model.memory_saving={mode}"]
+    run = fit_smoke(smoke_env / mode, [*extra, "--model.freeze=[encoder, predictor.gates.1]"], [seen])
+    after = run.model.net.state_dict()
+    for name, before in seen.weights.items():
+        frozen = name.startswith(("encoder.", "predictor.gates.1."))
+        if frozen or name.endswith("weight"):
+            assert torch.equal(after[name], before) == frozen, name
