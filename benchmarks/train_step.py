@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     share = top["gmac"] / (gmac * args.batch)
     top.update(
         fwd_bwd_ms=round(top_s * 1e3, 3),
-        gflops=round(top_gflops, 1),
+        gflops=float(f"{top_gflops:.3g}"),  # 3 significant digits: a tiny conv runs at ~1 GFLOP/s
         over_peak=round(top_gflops / peak, 3),
         flop_share=round(share, 3),
         bound_over_peak=round(top_gflops / peak / share, 3),
