@@ -134,7 +134,7 @@ class CrevNetModule(L.LightningModule):
         self.bf16 = bool(bf16)
         if init_from is not None:
             self._load_initial_weights(str(init_from))
-        self.frozen = self._freeze(freeze or [])
+        self._freeze(freeze or [])
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
@@ -143,18 +143,23 @@ class CrevNetModule(L.LightningModule):
         # A weights-only read (no pickled code), the same model config, then a strict load.
         loaded = load_model(source)
         diffs = config_diff(config_to_dict(loaded.config), config_to_dict(self.net.config))
-        theirs, mine = loaded.config.predictor.layers, self.net.config.predictor.layers
-        deeper = diffs == [f"predictor.layers: checkpoint {theirs!r}, config {mine!r}"]
-        if deeper and (mine - theirs) > 0 and (mine - theirs) % 2 == 0:
-            # A deeper RPM grown from a shallower one: its layers, then near-identity layers on top.
-            self.net.encoder.load_state_dict(loaded.model.encoder.state_dict(), strict=True)
-            self.net.predictor.extend_from(loaded.model.predictor)
-            print(
-                f"crevnet: --model.init_from {source}: its {theirs} RPM layers loaded, "
-                f"{mine - theirs} more added on top with nearly closed gates",
-                file=sys.stderr,
-            )
-            return
+        rpm_only = dataclasses.replace(loaded.config, predictor=self.net.config.predictor) == self.net.config
+        if diffs and rpm_only:
+            # Only the RPM differs: a deeper one grows from it where extend_from allows (it checks the
+            # layer counts and changes nothing when it refuses; then the error below names the diffs).
+            try:
+                self.net.predictor.extend_from(loaded.model.predictor)
+            except ValueError:
+                pass
+            else:
+                self.net.encoder.load_state_dict(loaded.model.encoder.state_dict(), strict=True)
+                theirs, mine = loaded.config.predictor.layers, self.net.config.predictor.layers
+                print(
+                    f"crevnet: --model.init_from {source}: its {theirs} RPM layers loaded, "
+                    f"{mine - theirs} more added on top with nearly closed gates",
+                    file=sys.stderr,
+                )
+                return
         if diffs:
             raise CheckpointError(
                 f"--model.init_from {source}: its model config differs from this run's (model.net): "
@@ -164,7 +169,7 @@ class CrevNetModule(L.LightningModule):
             )
         self.net.load_state_dict(loaded.model.state_dict(), strict=True)
 
-    def _freeze(self, prefixes: list[str] | str) -> tuple[str, ...]:
+    def _freeze(self, prefixes: list[str] | str) -> None:
         # Parameters under these names keep their values: no gradient, not in the optimizer.
         if isinstance(prefixes, str):
             prefixes = [prefixes]
@@ -181,7 +186,6 @@ class CrevNetModule(L.LightningModule):
             frozen += hits
         for name in frozen:
             named[name].requires_grad_(False)
-        return tuple(sorted(set(frozen)))
 
     # -- progress ---------------------------------------------------------------------------------
     def train_seconds(self) -> float:
