@@ -19,6 +19,12 @@ no time at all: ``achieved_over_peak`` cannot exceed it unless that conv runs fa
 ``--conv-backward native`` runs PyTorch's own Conv3d backward instead of crevnet's faster one
 (``crevnet.nn.conv``), to measure what it is worth.
 
+``--compile rpm`` times the step with the predictor wrapped in ``torch.compile`` (inductor, static
+shapes, one whole graph per time step: fused gate non-linearities, AOT-autograd backward);
+``--compile rollout`` compiles the whole rollout (encode, every RPM step, decode) as one graph. The
+warm-up step, which pays for the compile, is reported as ``warmup_s``. FLOPs and the conv census are
+counted on the eager model.
+
 The step is the one ``crevnet fit`` takes with the same config: the batch size (``data.batch_size``),
 the thread count (``torch_threads``; ``--threads adaptive`` picks it by timing as the
 ``AdaptiveThreads`` callback does), the loss weights (``model.loss``) and the scheduled-sampling
@@ -46,7 +52,8 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +186,28 @@ def _fit_settings(path: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def compiled(model: CrevNet, what: str) -> Iterator[None]:
+    """Inside the block, ``model`` runs its predictor (``"rpm"``) or its whole rollout (``"rollout"``)
+    through ``torch.compile`` (static shapes, one graph: a graph break is an error); ``"off"``: as is."""
+    if what == "off":
+        yield
+        return
+    if what == "rpm":
+        eager = model.predictor
+        model.predictor = torch.compile(eager, dynamic=False, fullgraph=True)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            model.predictor = eager
+        return
+    model._rollout = torch.compile(model._rollout, dynamic=False, fullgraph=True)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model._rollout  # the class's method again
+
+
 def _busy_neighbour() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
@@ -222,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         default="fast",
         help="crevnet's Conv3d backward (fast, default) or PyTorch's own (native)",
     )
+    parser.add_argument(
+        "--compile",
+        choices=("off", "rpm", "rollout"),
+        default="off",
+        help="torch.compile (inductor) the predictor, or the whole rollout, for the timed steps",
+    )
     args = parser.parse_args(argv)
     fit = _fit_settings(args.config)
     memory_saving = args.memory_saving = args.memory_saving or fit["memory_saving"]
@@ -236,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cpu = cpu_name()
+    if args.compile != "off" and args.conv_backward == "native":
+        parser.error("--compile runs PyTorch's own conv backward already; drop --conv-backward native")
     torch.manual_seed(0)
     cfg = load_config(args.config)
     model = CrevNet(cfg)
@@ -278,11 +315,16 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(tuner.threads)
                 tuner.step_done(step())
             torch.set_num_threads(tuner.chosen)
-        step()  # warm-up: allocator, oneDNN primitive caches
+        warmups.append(step())  # warm-up: allocator, oneDNN primitive caches, the compile
         return [step() for _ in range(args.steps)], torch.get_num_threads()
 
+    warmups: list[float] = []
+
     busy: dict[str, Any] = {}
-    with native_backward() if args.conv_backward == "native" else nullcontext():
+    with (
+        native_backward() if args.conv_backward == "native" else nullcontext(),
+        compiled(model, args.compile),
+    ):
         times, used_threads = timed_steps()
         if args.profile:
             with torch.profiler.profile() as prof:
@@ -351,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         "memory_saving": args.memory_saving,
         "bf16": args.bf16,
         "conv_backward": args.conv_backward,
+        "compile": args.compile,
+        "warmup_s": [round(t, 3) for t in warmups],
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "cpu": cpu,

@@ -69,6 +69,35 @@ def test_train_step_prints_the_issue_fields(tiny_config, capsys, monkeypatch, co
     assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=2e-3)
 
 
+@pytest.mark.parametrize("what", ["rpm", "rollout"])
+def test_train_step_compile_wraps_the_predictor_or_the_rollout(tiny_config, capsys, monkeypatch, what):
+    # inductor takes minutes on CI's two cores: a recorder stands in for torch.compile (the graphs it
+    # would compile are checked whole by tests/nn/test_conv.py's dynamo run)
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 40.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    calls = []
+
+    def recorder(fn, **kwargs):
+        calls.append((fn, kwargs))
+        return fn
+
+    monkeypatch.setattr(bench.torch, "compile", recorder)
+    argv = ["--config", str(tiny_config), "--batch", "2", "--threads", "1", "--steps", "1", "--frames", "6"]
+    assert bench.main([*argv, "--size", "16", "--compile", what]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["compile"] == what and len(row["warmup_s"]) == 1
+    (fn, kwargs), = calls
+    assert kwargs == {"dynamic": False, "fullgraph": True}
+    if what == "rpm":
+        assert type(fn).__name__ == "ReversiblePredictor"
+    else:
+        assert fn.__func__.__name__ == "_rollout" and type(fn.__self__).__name__ == "CrevNet"
+        assert "_rollout" not in vars(fn.__self__)  # the class's method again after the timed steps
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--compile", what, "--conv-backward", "native"])
+
+
 def test_train_step_census_counts_every_conv_and_bounds_the_step(tmp_path, capsys, monkeypatch):
     # 2-D ConvLSTM RPM: the gate conv of each layer runs once per transition, (frames - 1) * layers calls
     narrow = {"channels": [2, 8]}

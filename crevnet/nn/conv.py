@@ -126,8 +126,10 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     Returns:
         (B, C_out, [T,] H', W') with H' = H + 2·padding − k + 1.
     """
+    # Compiled graphs keep the plain conv (dynamo cannot read the switch, and inductor has its own).
     if (
-        _FAST.get()
+        not torch.compiler.is_compiling()
+        and _FAST.get()
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype
@@ -263,7 +265,7 @@ class Conv3d(nn.Conv3d):
         if _avx512_cpu():
             if self.in_channels * self.out_channels > _WIDE_3D:
                 return super().forward(x)
-            if _FAST.get() and _foldable(x):
+            if _foldable(x) and _FAST.get():  # _foldable first: no switch read in compiled graphs
                 return conv_time_folded(x, self.weight, self.bias, pad)
         return conv_same(x, self.weight, self.bias, pad)
 

@@ -321,3 +321,32 @@ def test_traced_and_exported_graphs_keep_the_plain_conv3d(monkeypatch):
     assert "aten::stack" not in graph and "aten::_convolution" in graph
     torch.testing.assert_close(traced(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
     assert _uses_folded_path(conv(x.requires_grad_()))  # eager training still folds
+
+
+@pytest.mark.parametrize("avx512", [False, True])
+def test_compiled_graphs_keep_the_plain_conv_without_a_graph_break(monkeypatch, avx512):
+    # dynamo cannot read the fast-path switch (a ContextVar): a compiled model must not reach it, or
+    # every narrow conv breaks the graph (fullgraph=True turns a break into an error)
+    monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: avx512)
+    if avx512:  # narrow 3-D convs: time-folded in eager training
+        model, x = nn.Sequential(Conv3d(1, 2, 3, padding=1), Conv3d(2, 2, 3, padding=1)), torch.randn(2, 1, 3, 8, 8)
+    else:  # narrow 2-D convs: crevnet's backward in eager training
+        model, x = nn.Sequential(Conv2d(1, 2, 3, padding=1), Conv2d(2, 2, 3, padding=1)), torch.randn(2, 1, 8, 8)
+    x.requires_grad_()
+    assert _uses_fast_path(model[0](x)) or _uses_folded_path(model[0](x))
+    torch._dynamo.reset()
+    try:
+        y = torch.compile(model, backend="eager", fullgraph=True)(x)
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(y, model(x))
+
+
+def test_conv_same_takes_the_plain_conv_while_compiling(monkeypatch):
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, requires_grad=True)
+    assert _uses_fast_path(conv_same(x, w, None, 1))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    y = conv_same(x, w, None, 1)
+    assert not _uses_fast_path(y)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1))
