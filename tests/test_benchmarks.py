@@ -87,7 +87,7 @@ def test_train_step_compile_wraps_the_predictor_or_the_rollout(tiny_config, caps
     assert bench.main([*argv, "--size", "16", "--compile", what]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["compile"] == what and len(row["warmup_s"]) == 1
-    (fn, kwargs), = calls
+    ((fn, kwargs),) = calls
     assert kwargs == {"dynamic": False, "fullgraph": True}
     if what == "rpm":
         assert type(fn).__name__ == "ReversiblePredictor"

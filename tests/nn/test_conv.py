@@ -328,10 +328,9 @@ def test_compiled_graphs_keep_the_plain_conv_without_a_graph_break(monkeypatch, 
     # dynamo cannot read the fast-path switch (a ContextVar): a compiled model must not reach it, or
     # every narrow conv breaks the graph (fullgraph=True turns a break into an error)
     monkeypatch.setattr(conv_module, "_avx512_cpu", lambda: avx512)
-    if avx512:  # narrow 3-D convs: time-folded in eager training
-        model, x = nn.Sequential(Conv3d(1, 2, 3, padding=1), Conv3d(2, 2, 3, padding=1)), torch.randn(2, 1, 3, 8, 8)
-    else:  # narrow 2-D convs: crevnet's backward in eager training
-        model, x = nn.Sequential(Conv2d(1, 2, 3, padding=1), Conv2d(2, 2, 3, padding=1)), torch.randn(2, 1, 8, 8)
+    conv = Conv3d if avx512 else Conv2d  # narrow 3-D convs time-fold in eager training, 2-D ones
+    model = nn.Sequential(conv(1, 2, 3, padding=1), conv(2, 2, 3, padding=1))  # take crevnet's backward
+    x = torch.randn(2, 1, 3, 8, 8) if avx512 else torch.randn(2, 1, 8, 8)
     x.requires_grad_()
     assert _uses_fast_path(model[0](x)) or _uses_folded_path(model[0](x))
     torch._dynamo.reset()
