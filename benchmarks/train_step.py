@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         help="torch.compile (inductor) the predictor, or the whole rollout, for the timed steps",
     )
     args = parser.parse_args(argv)
+    if args.compile != "off" and args.conv_backward == "native":
+        parser.error("--compile runs PyTorch's own conv backward already; drop --conv-backward native")
     fit = _fit_settings(args.config)
     memory_saving = args.memory_saving = args.memory_saving or fit["memory_saving"]
     bf16 = args.bf16 = bool(fit["bf16"] if args.bf16 is None else args.bf16)
@@ -271,8 +273,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cpu = cpu_name()
-    if args.compile != "off" and args.conv_backward == "native":
-        parser.error("--compile runs PyTorch's own conv backward already; drop --conv-backward native")
     torch.manual_seed(0)
     cfg = load_config(args.config)
     model = CrevNet(cfg)

@@ -35,7 +35,7 @@ AVX-512 CPUs oneDNN's 2-D kernels run the encoder's narrow convs (``in · out <=
 16×16 grids) 1.25-2.4× faster that way, forward and backward, than crevnet's 3-D path and 2.4-6× faster
 than oneDNN's 3-D one; on its 8×8 stage (``in · out`` 256-512) oneDNN's own 3-D conv was faster
 (``benchmarks/results/conv_backward_fold_xeon.jsonl``). Traced, exported and compiled graphs keep the
-plain ``Conv3d``.
+plain ``Conv3d``; compiled graphs also skip :func:`conv_same`'s backward (one graph, no break).
 
 :func:`native_backward` switches the fast paths off inside a ``with`` block (for comparisons and
 benchmarks). :func:`conv_class` is the one place the encoder and the predictor get their conv layer.
@@ -126,7 +126,7 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     Returns:
         (B, C_out, [T,] H', W') with H' = H + 2·padding − k + 1.
     """
-    # Compiled graphs keep the plain conv (dynamo cannot read the switch, and inductor has its own).
+    # Compiled graphs keep the plain conv: dynamo cannot trace the switch's ContextVar (a graph break).
     if (
         not torch.compiler.is_compiling()
         and _FAST.get()
