@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         return time.perf_counter() - t0
 
+    warmups: list[float] = []  # the warm-up step of each timed_steps() call
+
     def timed_steps() -> tuple[list[float], int]:
         # the adaptive probe as AdaptiveThreads runs it, then the timed steps at the chosen count
         if adaptive and args.threads > 1:
@@ -317,8 +319,6 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(tuner.chosen)
         warmups.append(step())  # warm-up: allocator, oneDNN primitive caches, the compile
         return [step() for _ in range(args.steps)], torch.get_num_threads()
-
-    warmups: list[float] = []
 
     busy: dict[str, Any] = {}
     with (

@@ -77,6 +77,12 @@ def native_backward() -> Iterator[None]:
         _FAST.reset(token)
 
 
+def _fast_paths_on() -> bool:
+    """crevnet's conv paths are switched on (not inside :func:`native_backward`) and this is eager code:
+    compiled graphs keep the plain conv, since dynamo cannot trace the switch's ContextVar (a graph break)."""
+    return not torch.compiler.is_compiling() and _FAST.get()
+
+
 def _cpu_autocast_enabled() -> bool:
     try:
         return torch.is_autocast_enabled("cpu")
@@ -126,10 +132,8 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     Returns:
         (B, C_out, [T,] H', W') with H' = H + 2·padding − k + 1.
     """
-    # Compiled graphs keep the plain conv: dynamo cannot trace the switch's ContextVar (a graph break).
     if (
-        not torch.compiler.is_compiling()
-        and _FAST.get()
+        _fast_paths_on()
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype
@@ -265,7 +269,7 @@ class Conv3d(nn.Conv3d):
         if _avx512_cpu():
             if self.in_channels * self.out_channels > _WIDE_3D:
                 return super().forward(x)
-            if _foldable(x) and _FAST.get():  # _foldable first: no switch read in compiled graphs
+            if _fast_paths_on() and _foldable(x):
                 return conv_time_folded(x, self.weight, self.bias, pad)
         return conv_same(x, self.weight, self.bias, pad)
 
