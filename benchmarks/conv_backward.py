@@ -6,14 +6,18 @@ Records the shapes the model's convs see in one training forward (a hook on ever
 3-D convs ``folded`` with ``crevnet.nn.conv.conv_time_folded`` (one 2-D conv, time folded into
 channels). Every stride-1 cube-kernel conv is timed every way, also the 1×1 and 2-D ones that the model
 leaves on PyTorch's backward (``model_path`` says which path the model takes on this CPU), so the
-rule in ``crevnet/nn/conv.py`` can be checked on any config. Prints one JSON object per shape and a
-last one with the totals weighted by how often each shape runs in a forward (``calls_per_forward``),
-for the path the model takes, for the native path and for the best path per shape; the memory-saving
-replay is not counted.
+rule in ``crevnet/nn/conv.py`` can be checked on any config. 2-D 3×3 "same" convs on even grids are also
+timed as ``winograd``: Winograd's minimal filtering F(2×2, 3×3) (:func:`winograd_3x3`, written in torch
+ops so that autograd runs both gradients in the transformed domain too), 16 multiplies per 2×2 output
+tile instead of 36; the model never takes this path, the column is there to measure whether it would
+pay. Prints one JSON object per shape and a last one with the totals weighted by how often each shape
+runs in a forward (``calls_per_forward``), for the path the model takes, for the native path and for
+the best path per shape; the memory-saving replay is not counted.
 
 Example::
 
     python benchmarks/conv_backward.py --config configs/mmnist_crevnet3d.yaml --batch 8 --threads 2
+    python benchmarks/conv_backward.py --config configs/quickstart.yaml --batch 8 --threads 2  # + winograd
 """
 
 from __future__ import annotations
@@ -25,11 +29,56 @@ import time
 from collections import Counter
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from crevnet.device import cpu_name
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.conv import conv_same, conv_time_folded, native_backward, same_padding
+
+# Winograd F(2×2, 3×3) (Lavin & Gray, 2016): Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A per 4×4 input tile d,
+# 2×2 output tile and 3×3 kernel g; the tile matrices act on flattened tiles as Kronecker products.
+_BT = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
+_G = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
+_AT = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
+
+
+def winograd_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=1)`` for a 3×3 kernel and even H, W, by Winograd F(2×2, 3×3).
+
+    Input tiles (4×4, stride 2, from the zero-padded input) and kernels are transformed, multiplied
+    as 16 batched GEMMs (tiles × in-channels by in-channels × out-channels) and transformed back.
+    """
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    if weight.shape[1:] != (c, 3, 3) or h % 2 or w % 2:
+        raise ValueError(f"winograd_3x3 needs a (K, {c}, 3, 3) kernel and an even grid, got {tuple(x.shape)}")
+    th, tw = h // 2, w // 2
+    bt = torch.kron(_BT, _BT).to(x)  # (16, 16): flattened 4×4 input tile -> transformed tile
+    g = torch.kron(_G, _G).to(x)  # (16, 9): flattened 3×3 kernel -> transformed kernel
+    at = torch.kron(_AT, _AT).to(x)  # (4, 16): transformed product -> flattened 2×2 output tile
+    tiles = F.unfold(x, 4, padding=1, stride=2).view(n, c, 16, th * tw)
+    v = torch.matmul(bt, tiles).permute(2, 0, 3, 1).reshape(16, n * th * tw, c)
+    u = (g @ weight.reshape(k * c, 9).t()).view(16, k, c).transpose(1, 2)
+    m = torch.bmm(v, u)  # (16, tiles, K)
+    y = (at @ m.reshape(16, -1)).view(2, 2, n, th, tw, k)  # (row, col, n, tile row, tile col, K)
+    y = y.permute(2, 5, 3, 0, 4, 1).reshape(n, k, h, w)
+    return y if bias is None else y + bias.view(1, k, 1, 1)
+
+
+def winograd_ok(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`winograd_3x3` can compute this conv: 2-D, 3×3, stride 1, "same", one group."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and tuple(module.kernel_size) == (3, 3)
+        and tuple(module.stride) == (1, 1)
+        and tuple(module.padding) == (1, 1)  # type: ignore[arg-type]
+        and tuple(module.dilation) == (1, 1)
+        and module.groups == 1
+        and x.shape[-1] % 2 == 0
+        and x.shape[-2] % 2 == 0
+    )
+
 
 Shape = tuple[str, tuple[int, ...], int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool]
 
@@ -77,6 +126,8 @@ def time_shape(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor, path: str, reps: 
         if path == "folded":
             assert pad is not None and x.dim() == 5
             return conv_time_folded(x, module.weight, module.bias, pad)
+        if path == "winograd":
+            return winograd_3x3(x, module.weight, module.bias)
         with native_backward():  # the module's own class may be crevnet's Conv3d
             return module._conv_forward(x, module.weight, module.bias)
 
@@ -128,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             times["fast"] = time_shape(module, x, "fast", args.reps)
         if same and x.dim() == 5:
             times["folded"] = time_shape(module, x, "folded", args.reps)
+        if winograd_ok(module, x):
+            times["winograd"] = time_shape(module, x, "winograd", args.reps)
         path = model_path(module, x)
         total_model += calls * times[path]
         total_native += calls * times["native"]
@@ -143,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "best_path": min(times, key=times.__getitem__),
             "fast_ms": round(times["fast"] * 1e3, 3) if "fast" in times else None,
             "folded_ms": round(times["folded"] * 1e3, 3) if "folded" in times else None,
+            "winograd_ms": round(times["winograd"] * 1e3, 3) if "winograd" in times else None,
             "native_ms": round(times["native"] * 1e3, 3),
             "speedup": round(times["native"] / times[path], 2),
         }

@@ -174,6 +174,48 @@ def test_conv_backward_lists_every_conv_shape(tiny_config, capsys):
     assert summary["weighted_native_ms"] == pytest.approx(native_ms, rel=1e-3, abs=0.01)
 
 
+def test_winograd_3x3_equals_conv2d_with_its_gradients():
+    # independent reference: PyTorch's own conv and autograd, in float64, on grids of several sizes
+    bench = _load("conv_backward")
+    torch.manual_seed(0)
+    for n, c, k, h, w, bias in [(2, 3, 5, 4, 6, True), (1, 8, 16, 8, 8, False), (3, 2, 1, 10, 2, True)]:
+        x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(k, c, 3, 3, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(k, dtype=torch.float64, requires_grad=True) if bias else None
+        inputs = (x, weight) if b is None else (x, weight, b)
+        ref = torch.nn.functional.conv2d(x, weight, b, padding=1)
+        out = bench.winograd_3x3(x, weight, b)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(ref)
+        got_grads, want_grads = torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)
+        for got, want in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="even grid"):
+        bench.winograd_3x3(torch.randn(1, 2, 5, 4), torch.randn(3, 2, 3, 3), None)
+
+
+def test_conv_backward_times_winograd_on_the_2d_models_3x3_convs(tmp_path, capsys):
+    config = tmp_path / "tiny2d.yaml"
+    net = {
+        "encoder": {"dims": 2, "stages": [1, 1, 1], "strides": [1, 2, 2], "channels": [2, 8, 32]},
+        "predictor": {"layers": 1, "cell": "conv_lstm", "gate": "conv1x1"},
+        "window": 1,
+    }
+    config.write_text(yaml.safe_dump({"model": {"net": net}}))
+    bench = _load("conv_backward")
+    argv = ["--config", str(config), "--batch", "1", "--threads", "1", "--frames", "4", "--size", "32"]
+    assert bench.main([*argv, "--reps", "1"]) == 0
+    *shapes, summary = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    # the ConvLSTM's gate conv (in 32 + 32 -> 4·32, 3×3 on the 4×4 grid) is a Winograd candidate; the
+    # 1×1 and the strided convs are not
+    gate = [r for r in shapes if r["input"][1:] == [64, 4, 4] and r["out_channels"] == 128]
+    assert len(gate) == 1 and gate[0]["winograd_ms"] > 0
+    assert all((r["winograd_ms"] is None) == (r["kernel"] != [3, 3] or r["stride"] != [1, 1]) for r in shapes)
+    assert all(r["model_path"] != "winograd" for r in shapes)
+    best_ms = sum(r["calls_per_forward"] * r[f"{r['best_path']}_ms"] for r in shapes)
+    assert summary["weighted_best_ms"] == pytest.approx(best_ms, rel=1e-3, abs=0.01)
+
+
 def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys, monkeypatch):
     # batch, threads, loss and sampling come from the config as crevnet fit reads them
     config = {
