@@ -41,6 +41,9 @@ from crevnet.nn.conv import conv_same, conv_time_folded, native_backward, same_p
 _BT = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
 _G = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
 _AT = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
+_TILE_IN = torch.kron(_BT, _BT)  # (16, 16): flattened 4×4 input tile -> transformed tile
+_KERNEL = torch.kron(_G, _G)  # (16, 9): flattened 3×3 kernel -> transformed kernel
+_TILE_OUT = torch.kron(_AT, _AT)  # (4, 16): transformed product -> flattened 2×2 output tile
 
 
 def winograd_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -54,27 +57,22 @@ def winograd_3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if weight.shape[1:] != (c, 3, 3) or h % 2 or w % 2:
         raise ValueError(f"winograd_3x3 needs a (K, {c}, 3, 3) kernel and an even grid, got {tuple(x.shape)}")
     th, tw = h // 2, w // 2
-    bt = torch.kron(_BT, _BT).to(x)  # (16, 16): flattened 4×4 input tile -> transformed tile
-    g = torch.kron(_G, _G).to(x)  # (16, 9): flattened 3×3 kernel -> transformed kernel
-    at = torch.kron(_AT, _AT).to(x)  # (4, 16): transformed product -> flattened 2×2 output tile
     tiles = F.unfold(x, 4, padding=1, stride=2).view(n, c, 16, th * tw)
-    v = torch.matmul(bt, tiles).permute(2, 0, 3, 1).reshape(16, n * th * tw, c)
-    u = (g @ weight.reshape(k * c, 9).t()).view(16, k, c).transpose(1, 2)
+    v = torch.matmul(_TILE_IN.to(x), tiles).permute(2, 0, 3, 1).reshape(16, n * th * tw, c)
+    u = (_KERNEL.to(x) @ weight.reshape(k * c, 9).t()).view(16, k, c).transpose(1, 2)
     m = torch.bmm(v, u)  # (16, tiles, K)
-    y = (at @ m.reshape(16, -1)).view(2, 2, n, th, tw, k)  # (row, col, n, tile row, tile col, K)
+    y = (_TILE_OUT.to(x) @ m.reshape(16, -1)).view(2, 2, n, th, tw, k)  # (row, col, n, tile row, tile col, K)
     y = y.permute(2, 5, 3, 0, 4, 1).reshape(n, k, h, w)
     return y if bias is None else y + bias.view(1, k, 1, 1)
 
 
-def winograd_ok(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether :func:`winograd_3x3` can compute this conv: 2-D, 3×3, stride 1, "same", one group."""
+def winograd_ok(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> bool:
+    """Whether :func:`winograd_3x3` can compute this conv: a 2-D 3×3 "same" conv (as
+    :func:`~crevnet.nn.conv.same_padding` defines it) on an even grid."""
     return (
         isinstance(module, nn.Conv2d)
         and tuple(module.kernel_size) == (3, 3)
-        and tuple(module.stride) == (1, 1)
-        and tuple(module.padding) == (1, 1)  # type: ignore[arg-type]
-        and tuple(module.dilation) == (1, 1)
-        and module.groups == 1
+        and same_padding(module) == 1
         and x.shape[-1] % 2 == 0
         and x.shape[-2] % 2 == 0
     )
