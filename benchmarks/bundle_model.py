@@ -1,9 +1,9 @@
 """Write a trained checkpoint as a bundled model: fp32 weights and the model config only.
 
 Reads a ``crevnet fit`` checkpoint (full: optimizer and loop state included), keeps what
-``crevnet.checkpoint.load_model`` needs (the config, the context, the frame size and the weights in
+``crevnet.models.checkpoint.load_model`` needs (the config, the context, the frame size and the weights in
 float32) and writes it atomically to ``crevnet/weights/<file>`` for the name in
-``crevnet.bundled.BUNDLED``; then loads it back by name and checks that it predicts the same frames
+``crevnet.weights.BUNDLED``; then loads it back by name and checks that it predicts the same frames
 as the checkpoint. Prints one JSON line.
 
 Usage::
@@ -24,8 +24,8 @@ import sys
 
 import torch
 
-from crevnet.bundled import BUNDLED, bundled_path
-from crevnet.checkpoint import config_to_dict, load_model, save_model
+from crevnet.models.checkpoint import config_to_dict, load_model, save_model
+from crevnet.weights import BUNDLED, bundled_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,17 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     save_model(
         model,
         target,
-        context=meta["context"],
-        frame_size=meta["frame_size"],
+        context=meta.context,
+        frame_size=meta.frame_size,
         global_step=steps,
         train_seconds=seconds,
         framing=source.meta.framing,
     )
     back = load_model(args.name)
-    h, w = source.meta["frame_size"]
+    h, w = source.meta.frame_size
     clip = torch.rand(
         2,
-        source.meta["context"],
+        source.meta.context,
         source.config.encoder.in_channels,
         h,
         w,

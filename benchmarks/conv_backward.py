@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crevnet.device import cpu_name
+from crevnet.models.device import cpu_name
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.conv import conv_same, conv_time_folded, native_backward, same_padding
 

@@ -11,7 +11,7 @@ One JSON line per backend with ``config``, ``batch``, ``threads``, ``backend``, 
 ``frames_per_s`` (predicted frames per second, all streams together: ``batch · horizon`` per new frame),
 ``p50_ms`` / ``p95_ms`` (latency per new frame), ``push_ms_median`` and ``forecast_ms_median``.
 
-Backends (:mod:`crevnet.backends`): ``eager`` (PyTorch under inference mode), ``torchscript`` (traced
+Backends (:mod:`crevnet.deploy.backends`): ``eager`` (PyTorch under inference mode), ``torchscript`` (traced
 and frozen graphs), ``onnxruntime`` (the graphs exported to ONNX in memory; needs the ``export`` extra;
 CPU only), ``compiled`` (``torch.export`` + ``torch.compile``), ``auto`` (the default path of
 ``crevnet predict --stream``: a timed probe among eager, torchscript and onnxruntime at ``--threads``,
@@ -32,8 +32,8 @@ from collections.abc import Callable
 
 import torch
 
-from crevnet.backends import AUTO, pick_backend
-from crevnet.backends import BACKENDS as STREAM_BACKENDS
+from crevnet.deploy.backends import AUTO, pick_backend
+from crevnet.deploy.backends import BACKENDS as STREAM_BACKENDS
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.stream import FrameStream
 

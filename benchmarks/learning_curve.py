@@ -86,12 +86,12 @@ def _point(metrics: dict, minutes: float, step: int | None) -> dict[str, float]:
 
 
 def _score(path: Path, test: object, context: int, horizon: int, batch_size: int) -> dict[str, float]:
-    from crevnet.checkpoint import load_model
-    from crevnet.evaluate import evaluate_model
+    from crevnet.evaluation.evaluate import evaluate_model
+    from crevnet.models.checkpoint import load_model
 
     loaded = load_model(path)
     metrics = evaluate_model(loaded.model, test, context, horizon, batch_size, device="cpu", progress=False)
-    return _point(metrics, (loaded.meta.get("train_seconds") or 0.0) / 60.0, loaded.meta.get("global_step"))
+    return _point(metrics, (loaded.meta.train_seconds or 0.0) / 60.0, loaded.meta.global_step)
 
 
 def _curve_checkpoints(curve_dir: Path, final_step: int | None) -> list[Path]:
@@ -119,12 +119,12 @@ def _test_set(
 ) -> tuple[object, int, int]:
     """(test set, context, horizon): a folder is windowed as the checkpoint's training data was."""
     if Path(spec).is_dir():  # the held-out clips of the folder the run trained on
-        from crevnet.checkpoint import load_model
-        from crevnet.data.video_folder import folder_test_set
+        from crevnet.evaluation.evaluate import folder_windows
+        from crevnet.models.checkpoint import load_model
 
         loaded = load_model(checkpoint)
-        context = int(loaded.meta["context"])
-        test, horizon = folder_test_set(spec, checkpoint, loaded, context, None, limit=num)
+        context = int(loaded.meta.context)
+        test, horizon = folder_windows(loaded, spec, context, None, limit=num)
         return test, context, horizon
     from crevnet.data.testset import load_test_set
 

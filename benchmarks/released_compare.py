@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from crevnet.device import cpu_name
+from crevnet.models.device import cpu_name
 
 VARIANTS = ("released", "off", "encoder", "full")
 PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mmnist_crevnet3d.yaml"

@@ -61,7 +61,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from crevnet.device import cpu_name
+from crevnet.models.device import cpu_name
 from crevnet.nn import CrevNet, MemorySaving, load_config
 from crevnet.nn.conv import native_backward
 from crevnet.train.loss import LossWeights, prediction_loss

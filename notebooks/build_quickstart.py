@@ -281,7 +281,8 @@ cores), the notebook loads the newest run in `runs/quickstart` instead of traini
     (
         "code",
         """\
-from crevnet.io.runs import newest_run, resolve_checkpoint
+from crevnet.io.runs import newest_run
+from crevnet.models.checkpoint import resolve_checkpoint
 from crevnet.commands.fit import main as crevnet_cli  # what `crevnet fit|validate|test` runs
 
 if newest_run(QUICKSTART_RUNS) is not None and not FAST:
@@ -332,16 +333,16 @@ close to, but not the same as, the standard `mnist_test_seq.npy`.""",
     (
         "code",
         """\
-from crevnet.checkpoint import load_model
+from crevnet.models.checkpoint import load_model
 from crevnet.data import load_test_set
-from crevnet.evaluate import collect_samples, evaluate_model
+from crevnet.evaluation.evaluate import collect_samples, evaluate_model
 
 mine = load_model(ckpt_path)  # the run above
 num_params = sum(p.numel() for p in mine.model.parameters())
-print(f"your model: {num_params:,} parameters, {mine.meta['global_step']} training steps")
+print(f"your model: {num_params:,} parameters, {mine.meta.global_step} training steps")
 loaded = load_model("mmnist-cpu")  # the bundled model, used for the scores and pictures below
 model = loaded.model
-print(f"bundled mmnist-cpu: {loaded.meta['global_step']:,} training steps")
+print(f"bundled mmnist-cpu: {loaded.meta.global_step:,} training steps")
 
 test_set = load_test_set("surrogate", num=NUM_TEST)
 results = evaluate_model(model, test_set, context=10, horizon=10, progress=False)

@@ -6,6 +6,9 @@
   ``crevnet.commands.common`` is the only part of the layer it may use (no sideways edges).
 - No library module (anything but ``crevnet/commands/`` and the dispatcher ``crevnet/cli.py``)
   imports ``crevnet.commands`` or ``crevnet.cli``, nor ``argparse``: parsing lives in the commands.
+- The subpackages stand in layers (``LAYERS``, bottom first): a module imports only from its own layer
+  or below, so ``crevnet.io`` and ``crevnet.data`` import nothing above them.
+- No import cycle between modules, imports inside functions counted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,32 @@ SHARED = {f"{COMMANDS}.common"}  # what every command module may import from its
 DISPATCHER = "crevnet.cli"
 # PyYAML: CrevNet.from_config / load_config read a config file (imported inside that function only).
 NN_ALLOWED_ROOTS = {"torch", "yaml"} | set(sys.stdlib_module_names)
+# Bottom first; a module may import from its own layer and the ones before it.
+LAYERS = (
+    ("crevnet.errors",),
+    ("crevnet.nn",),
+    ("crevnet",),  # the package root re-exports the model classes of crevnet.nn
+    ("crevnet.io",),
+    ("crevnet.data",),
+    ("crevnet.weights",),
+    ("crevnet.models",),
+    ("crevnet.evaluation",),
+    ("crevnet.inference",),
+    ("crevnet.deploy",),
+    ("crevnet.train",),
+    ("crevnet.testing",),
+    (COMMANDS, DISPATCHER),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in ``LAYERS`` of the most specific layer holding ``module`` (None: outside crevnet)."""
+    best, depth = None, -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or (name != "crevnet" and _within(module, name))) and len(name) > depth:
+                best, depth = index, len(name)
+    return best
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -80,6 +109,44 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                 found.append(f"{module} -> {target}: a library module imports the command line")
             if not command_layer and target == "argparse":
                 found.append(f"{module} -> {target}: argument parsing belongs in crevnet.commands")
+            low, high = layer_of(module), layer_of(target)
+            reported = any(line.startswith(f"{module} -> {target}:") for line in found)
+            if low is not None and high is not None and high > low and not reported:
+                found.append(f"{module} -> {target}: a lower layer imports a higher one ({LAYERS[high][0]})")
+    return found + [f"cycle: {' -> '.join(cycle)}" for cycle in cycles(graph)]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected group of modules (Tarjan), e.g. ``[a, b, a]``."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in graph.get(node, ()):
+                found.append([*sorted(group), sorted(group)[0]])
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
     return found
 
 
@@ -92,6 +159,7 @@ def package_sources(root: Path = PACKAGE) -> dict[str, tuple[str, bool]]:
 
 
 def test_the_package_keeps_its_layers() -> None:
+    """No layer rule broken and no cycle: the real package's graph passes every check."""
     sources = package_sources()
     assert {"crevnet.nn.model", "crevnet.commands.common", "crevnet.commands.evaluate"} <= set(sources)
     graph = import_graph(sources)
@@ -128,12 +196,19 @@ def _with(extra: dict[str, str]) -> list[str]:
         ("crevnet.commands.evaluate", "from crevnet.commands import predict", "another command module"),
         ("crevnet.commands.export", "from . import data", "another command module"),
         ("crevnet.commands.common", "import crevnet.commands.fit", "the shared module imports"),
-        ("crevnet.evaluate", "from crevnet.commands.common import run_tool", "library module imports"),
+        (
+            "crevnet.evaluation.evaluate",
+            "from crevnet.commands.common import run_tool",
+            "library module imports",
+        ),
         ("crevnet.data.video", "def f():\n    from crevnet.cli import main", "library module imports"),
-        ("crevnet.predict", "import argparse", "argument parsing belongs"),
+        ("crevnet.inference.predict", "import argparse", "argument parsing belongs"),
         ("crevnet.nn.model", "import lightning", "crevnet.nn imports only"),
         ("crevnet.nn.stream", "from crevnet.data.video import read_clip", "crevnet.nn imports only"),
         ("crevnet.nn.cells", "import numpy as np", "crevnet.nn imports only"),
+        ("crevnet.io.runs", "def f():\n    from crevnet.weights import BUNDLED", "lower layer imports"),
+        ("crevnet.data.video", "from crevnet.models.checkpoint import load_model", "lower layer imports"),
+        ("crevnet.data.grid", "from crevnet.evaluation import metrics", "lower layer imports"),
     ],
 )
 def test_a_bad_import_is_caught(module: str, source: str, why: str) -> None:
@@ -144,8 +219,27 @@ def test_a_bad_import_is_caught(module: str, source: str, why: str) -> None:
 def test_allowed_imports_pass() -> None:
     allowed = {
         "crevnet.commands.evaluate": "from crevnet.commands.common import add_ckpt\nimport argparse",
-        "crevnet.commands.export": "from .common import parse_size\nfrom crevnet.export import export_model",
+        "crevnet.commands.export": (
+            "from .common import parse_size\nfrom crevnet.deploy.export import export_model"
+        ),
         "crevnet.nn.model": "import torch\nimport dataclasses\nfrom crevnet.nn.encoder import Encoder",
         "crevnet.nn.stream": "from .model import CrevNet",
     }
     assert _with(allowed) == []
+
+
+def test_an_import_cycle_is_caught_even_inside_a_function() -> None:
+    found = _with(
+        {
+            "crevnet.deploy.manifest": "def f():\n    from crevnet.deploy.loader import load_exported",
+        }
+    )
+    assert found == ["cycle: crevnet.deploy.loader -> crevnet.deploy.manifest -> crevnet.deploy.loader"], (
+        found
+    )
+
+
+def test_cycles_are_found_in_a_small_graph() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet import backends
-from crevnet.backends import (
+from crevnet.deploy import backends
+from crevnet.deploy.backends import (
     BackendChoice,
     available_backends,
     build_graphs,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import crevnet.bundled
-from crevnet.checkpoint import load_model, save_model
+import crevnet.weights
+from crevnet.models.checkpoint import load_model, save_model
 from crevnet.nn import CrevNet
 from crevnet.testing import tiny_config
 
@@ -29,7 +29,7 @@ def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The bundled models' folder moved to tmp_path (the package's own files stay untouched)."""
     folder = tmp_path / "weights"
     folder.mkdir()
-    monkeypatch.setattr(crevnet.bundled, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(crevnet.weights, "WEIGHTS_DIR", folder)
     return folder
 
 

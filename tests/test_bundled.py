@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crevnet.bundled import BUNDLED, bundled_path, resolve_checkpoint
-from crevnet.checkpoint import load_model
 from crevnet.errors import CheckpointError
+from crevnet.models.checkpoint import load_model, resolve_checkpoint
+from crevnet.weights import BUNDLED, bundled_path
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))
@@ -16,12 +16,12 @@ def test_bundled_model_loads_by_name_and_predicts(name):
     assert path is not None and path.is_file(), f"bundled weights missing: {path}"
     assert path.stat().st_size < 8 * 2**20  # weights only, fp32: a few MB
     loaded = load_model(name)
-    assert loaded.meta["path"] == str(path)
+    assert loaded.meta.path == str(path)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
     # the model card's facts travel with the weights (save_model's global_step / train_seconds)
-    assert loaded.meta["global_step"] > 1000 and loaded.meta["train_seconds"] > 60
-    h, w = loaded.meta["frame_size"]
-    context = torch.rand(2, loaded.meta["context"], loaded.config.encoder.in_channels, h, w)
+    assert loaded.meta.global_step > 1000 and loaded.meta.train_seconds > 60
+    h, w = loaded.meta.frame_size
+    context = torch.rand(2, loaded.meta.context, loaded.config.encoder.in_channels, h, w)
     with torch.no_grad():
         pred = loaded.model.predict(context, horizon=3)
     assert pred.shape == (2, 3, loaded.config.encoder.in_channels, h, w)

@@ -1,4 +1,5 @@
-"""crevnet.checkpoint: a CrevNet out of a real Lightning checkpoint, and one clear error per bad file."""
+"""crevnet.models.checkpoint: a CrevNet out of a real Lightning checkpoint, and one clear error per bad
+file."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from crevnet.checkpoint import DEFAULT_FRAME_SIZE, load_model, save_model
 from crevnet.errors import CheckpointError
+from crevnet.models.checkpoint import DEFAULT_FRAME_SIZE, load_model, save_model
 from crevnet.nn.model import CrevNet
 
 # Lightning's notes about a fit without validation data are expected here.
@@ -45,11 +46,11 @@ def test_loads_the_lightning_checkpoint(tiny_net, fitted: tuple[Path, torch.nn.M
     # Two Adam steps moved the weights away from a fresh model's.
     fresh = CrevNet(tiny_net).state_dict()
     assert any(not torch.equal(fresh[k], got[k]) for k in got)
-    assert loaded.meta["context"] == 3
-    assert loaded.meta["global_step"] == 2
+    assert loaded.meta.context == 3
+    assert loaded.meta.global_step == 2
     # CrevNetModule records the (H, W) of its training clips; older checkpoints fall back to 64×64.
-    recorded = loaded.meta["frame_size_recorded"]
-    assert loaded.meta["frame_size"] == ((16, 16) if recorded else DEFAULT_FRAME_SIZE)
+    recorded = loaded.meta.frame_size_recorded
+    assert loaded.meta.frame_size == ((16, 16) if recorded else DEFAULT_FRAME_SIZE)
     video = torch.rand(2, 4, 1, 16, 16)
     with torch.no_grad():
         module.net.eval()
@@ -61,8 +62,8 @@ def test_save_model_round_trip_records_context_and_size(tiny_net, tmp_path: Path
     model = CrevNet(tiny_net)
     path = save_model(model, tmp_path / "sub" / "m.ckpt", context=5, frame_size=(32, 48))
     loaded = load_model(path)
-    assert loaded.meta["context"] == 5
-    assert loaded.meta["frame_size"] == (32, 48) and loaded.meta["frame_size_recorded"]
+    assert loaded.meta.context == 5
+    assert loaded.meta.frame_size == (32, 48) and loaded.meta.frame_size_recorded
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value)
     assert [p.name for p in path.parent.iterdir()] == ["m.ckpt"]  # no temporary file left
@@ -84,7 +85,7 @@ def test_compiled_prefix_and_pickled_config_dataclass(
 
 def test_import_does_not_load_lightning() -> None:
     code = (
-        "import sys, crevnet.checkpoint, crevnet.evaluate, crevnet.predict; "
+        "import sys, crevnet.models.checkpoint, crevnet.evaluation.evaluate, crevnet.inference.predict; "
         "bad = [m for m in ('lightning', 'pytorch_lightning', 'wandb') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -1,4 +1,4 @@
-"""crevnet.device: the device resolver's errors and the CPU name recorded with every benchmark."""
+"""crevnet.models.device: the device resolver's errors and the CPU name recorded with every benchmark."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet.device import cpu_name, resolve_device
 from crevnet.errors import CrevnetError
+from crevnet.models.device import cpu_name, resolve_device
 
 
 def test_cpu_name_reads_the_model_name_line(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from crevnet.checkpoint import load_model
 from crevnet.cli import main as cli_main
 from crevnet.data.testset import TestSet
 from crevnet.data.video import read_clip
-from crevnet.evaluate import collect_samples, evaluate_model, render_markdown, write_report
+from crevnet.evaluation.evaluate import collect_samples, evaluate_model, render_markdown, write_report
+from crevnet.models.checkpoint import load_model
 
 RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
 

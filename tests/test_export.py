@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
-from crevnet.checkpoint import save_model
-from crevnet.export import export_model, state_names
-from crevnet.exported import load_exported
+from crevnet.deploy.export import export_model
+from crevnet.deploy.loader import load_exported
+from crevnet.deploy.manifest import state_names
+from crevnet.models.checkpoint import save_model
 from crevnet.nn import CrevNet
 from crevnet.nn.stream import FrameStream
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet.checkpoint import config_to_dict, load_model
+from crevnet.models.checkpoint import config_to_dict, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"

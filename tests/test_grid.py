@@ -1,11 +1,12 @@
-"""crevnet.grid.tile: the one picture-grid builder, checked pixel by pixel against the layout it promises."""
+"""crevnet.data.grid.tile: the one picture-grid builder, checked pixel by pixel against the layout it
+promises."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from crevnet.grid import tile
+from crevnet.data.grid import tile
 
 
 def test_cells_land_where_the_layout_says() -> None:

@@ -9,7 +9,7 @@ HEAVY = ("lightning", "pytorch_lightning", "wandb", "cv2", "onnx", "onnxruntime"
 
 
 @pytest.mark.parametrize(
-    "module", ["crevnet", "crevnet.nn", "crevnet.testing", "crevnet.export", "crevnet.exported"]
+    "module", ["crevnet", "crevnet.nn", "crevnet.testing", "crevnet.deploy.export", "crevnet.deploy.loader"]
 )
 def test_core_imports_stay_light(module):
     code = (

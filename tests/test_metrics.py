@@ -1,4 +1,4 @@
-"""crevnet.metrics against independent computations: numpy formulas and scikit-image."""
+"""crevnet.evaluation.metrics against independent computations: numpy formulas and scikit-image."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from crevnet.metrics import (
+from crevnet.evaluation.metrics import (
     METRIC_NAMES,
     PSNR_MAX_DB,
     MetricAccumulator,
@@ -332,7 +332,7 @@ def test_baselines_reject_bad_context():
 
 def test_import_loads_no_training_stack():
     code = (
-        "import sys, crevnet.metrics\n"
+        "import sys, crevnet.evaluation.metrics\n"
         "heavy = {'lightning', 'pytorch_lightning', 'lightning_utilities', 'wandb', 'cv2',"
         " 'torchmetrics', 'skimage'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from crevnet.checkpoint import load_model, save_model
 from crevnet.commands.common import parse_size
 from crevnet.data.video import read_clip, write_frames
 from crevnet.errors import DataError
+from crevnet.inference.predict import predict_clip, prepare_clip
+from crevnet.models.checkpoint import load_model, save_model
 from crevnet.nn.encoder import EncoderConfig
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.nn.predictor import PredictorConfig
-from crevnet.predict import predict_clip, prepare_clip
 
 RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
 
@@ -48,8 +48,8 @@ def rgb_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
 def _train_size(ckpt: Path) -> int:
     """The frame size the checkpoint records (16: the clips of the ``ckpt`` fixture), else the 64 default."""
     meta = load_model(ckpt).meta
-    assert meta["frame_size"] == ((16, 16) if meta["frame_size_recorded"] else (64, 64))
-    return meta["frame_size"][0]
+    assert meta.frame_size == ((16, 16) if meta.frame_size_recorded else (64, 64))
+    return meta.frame_size[0]
 
 
 def _expected_from_rgb(ckpt: Path, grey: np.ndarray, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from crevnet.checkpoint import load_model, save_model
 from crevnet.data.video import read_clip, write_mp4
+from crevnet.inference.predict import prepare_clip
+from crevnet.models.checkpoint import load_model, save_model
 from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig
-from crevnet.predict import prepare_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = CrevNetConfig(
@@ -221,7 +221,7 @@ def test_missing_camera_is_one_line_on_the_real_stderr(ckpt, tmp_path) -> None:
 
 
 def test_side_by_side_lays_the_frame_then_its_predictions_out_with_white_gaps():
-    from crevnet.predict_stream import side_by_side
+    from crevnet.deploy.stream import side_by_side
 
     frame = torch.full((1, 4, 5), 0.25)
     prediction = torch.stack([torch.full((1, 4, 5), 0.5), torch.full((1, 4, 5), 0.75)])

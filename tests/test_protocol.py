@@ -1,7 +1,7 @@
 """The generator reproduces the standard protocol's trivial-baseline figures (DESIGN section 5)."""
 
 from crevnet.data import load_test_set
-from crevnet.metrics import copy_last_baseline, frame_mse, zeros_baseline
+from crevnet.evaluation.metrics import copy_last_baseline, frame_mse, zeros_baseline
 
 
 def test_surrogate_baselines_match_the_published_figures(mnist_dir):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crevnet.report import render_markdown, verdict
+from crevnet.evaluation.report import render_markdown, verdict
 
 
 def _metrics(mse: float, mae: float, psnr: float, ssim: float, ssim_openstl: float) -> dict:

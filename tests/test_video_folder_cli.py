@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from crevnet.cli import main as cli_main
-from crevnet.train.checkpoint_io import load_checkpoint_file
+from crevnet.io.checkpoint import read_checkpoint
 
 
 def _is_colour(rgb: np.ndarray) -> bool:
@@ -53,7 +53,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, clip_factory) -> dict[str, Pat
 
 
 def test_fit_records_the_split_and_reports_on_the_held_out_clips(run: dict[str, Path]) -> None:
-    checkpoint = load_checkpoint_file(run["ckpt"])
+    checkpoint = read_checkpoint(run["ckpt"])
     assert checkpoint["global_step"] == 2
     split = checkpoint["VideoFolderDataModule"]["split"]
     assert sorted(n for part in split.values() for n in part) == [

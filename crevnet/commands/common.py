@@ -124,7 +124,7 @@ def add_ckpt(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default ``auto``), resolved by :func:`crevnet.device.resolve_device`."""
+    """``--device`` (default ``auto``), resolved by :func:`crevnet.models.device.resolve_device`."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
 

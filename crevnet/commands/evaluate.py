@@ -1,4 +1,5 @@
-"""``crevnet evaluate``: parse the arguments of :func:`crevnet.evaluate.evaluate_checkpoint`, call it, print.
+"""``crevnet evaluate``: parse the arguments of :func:`crevnet.evaluation.evaluate.evaluate_checkpoint`,
+call it, print.
 
 Usage::
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from crevnet.commands.common import CommandParser, add_model_run, apply_threads
 from crevnet.data.testset import SURROGATE_SEED
-from crevnet.evaluate import evaluate_checkpoint
+from crevnet.evaluation.evaluate import evaluate_checkpoint
 
 __all__ = ["build_parser", "main"]
 

@@ -1,4 +1,4 @@
-"""``crevnet export``: parse the arguments of :func:`crevnet.export.export_checkpoint`, call it, print.
+"""``crevnet export``: parse the arguments of :func:`crevnet.deploy.export.export_checkpoint`, call it, print.
 
 Usage::
 
@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 
 from crevnet.commands.common import CommandParser, add_ckpt, add_size, parse_size
-from crevnet.export import FORMATS, GRAPHS, MANIFEST, export_checkpoint
+from crevnet.deploy.export import export_checkpoint
+from crevnet.deploy.manifest import FORMATS, GRAPHS, MANIFEST
 
 __all__ = ["build_parser", "main"]
 

@@ -1,5 +1,6 @@
-"""``crevnet predict [--stream]``: parse the arguments, call :func:`crevnet.predict.predict_file` (or
-:func:`crevnet.predict_stream.run_stream` with ``--stream``), print what was done.
+"""``crevnet predict [--stream]``: parse the arguments, call
+:func:`crevnet.inference.predict.predict_file` (or
+:func:`crevnet.deploy.stream.run_stream` with ``--stream``), print what was done.
 
 Usage::
 
@@ -14,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from crevnet.commands.common import CommandParser, add_model_run, add_size, apply_threads, parse_size
+from crevnet.deploy.stream import run_stream
+from crevnet.inference.predict import RESIZE_CHOICES, predict_file
 from crevnet.nn.model import DEFAULT_HORIZON
-from crevnet.predict import RESIZE_CHOICES, predict_file
-from crevnet.predict_stream import run_stream
 
 __all__ = ["build_parser", "main"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from crevnet.data.atomic import atomic_path, atomic_write, atomic_write_bytes
 from crevnet.data.dataset import MovingMNIST
 from crevnet.data.download import download_file, md5_of_file
 from crevnet.data.generator import (
@@ -50,6 +49,7 @@ from crevnet.data.testset import (
     load_sequence_file,
     load_test_set,
 )
+from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes
 
 if TYPE_CHECKING:
     from crevnet.data.datamodule import MovingMNISTDataModule

@@ -2,7 +2,7 @@
 
 Every path that brings frames to the size and channels a model takes goes through these two
 functions: a clip read from disk (:func:`crevnet.data.video.read_clip`), a clip handed to ``crevnet
-predict`` (:func:`crevnet.predict.prepare_clip`) and the windows of a video folder
+predict`` (:func:`crevnet.inference.predict.prepare_clip`) and the windows of a video folder
 (:class:`crevnet.data.framing.Framing`). So a frame is converted the same way whichever door it came
 through.
 

@@ -34,9 +34,9 @@ import cv2
 import numpy as np
 import torch
 
+from crevnet.data.grid import tile
 from crevnet.data.pixels import GREY_WEIGHTS, resize_frames, to_channels
 from crevnet.errors import DataError, OutputError
-from crevnet.grid import tile
 from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
 
 __all__ = [
@@ -451,7 +451,7 @@ def write_contact_sheet(
     shown grey, colour rows in colour; the label is drawn left of each row. A row longer than
     ``columns`` frames wraps onto more lines (labelled ``"<label> t=k.."``), so a long clip gives a
     tall sheet, not a strip thousands of frames wide. The frames are laid out by
-    :func:`crevnet.grid.tile`.
+    :func:`crevnet.data.grid.tile`.
 
     Args:
         rows: (label, frames) pairs; frames (T, C, H, W) or (T, H, W), float in [0, 1] or uint8.

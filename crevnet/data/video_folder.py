@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +41,7 @@ from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
 from crevnet.nn.model import DEFAULT_HORIZON
 
-if TYPE_CHECKING:
-    from crevnet.checkpoint import LoadedModel
-
 __all__ = [
-    "DATAMODULE_STATE_KEY",
     "FOLDER_BASELINES",
     "SPLITS",
     "ClipWindows",
@@ -64,8 +60,6 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 FOLDER_BASELINES = ("zeros", "copy_last", "mean_context")
 """Baselines a folder of real clips is scored against (the mean of the context is a strong one there)."""
-DATAMODULE_STATE_KEY = "VideoFolderDataModule"
-"""Where Lightning stores the data module's ``state_dict`` (the split) in a checkpoint: its class name."""
 _CROP_STREAM = 3  # sequence_rng stream of the random crops (1, 2: Moving MNIST train / val)
 
 
@@ -331,21 +325,24 @@ def windows_test_set(
     return TestSet(videos, f"{name} (N={len(picks)} windows)", False, path, baselines=FOLDER_BASELINES)
 
 
-def folder_eval_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """How a checkpoint's training windows were made (stride, fps, resize, frames, split), if recorded."""
-    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    state = checkpoint.get(DATAMODULE_STATE_KEY) or {}
+def folder_eval_settings(hparams: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """How a checkpoint's training windows were made (stride, fps, resize, frames, split), if recorded.
+
+    Args:
+        hparams: the checkpoint's ``datamodule_hyper_parameters``.
+        state: the video-folder data module's recorded state (``{"split": ...}``), or empty.
+    """
     keys = ("num_frames", "frame_stride", "fps", "resize", "root")
     settings = {k: hparams[k] for k in keys if k in hparams}
-    if isinstance(state, dict) and state.get("split"):
-        settings["split"] = state
+    if state.get("split"):
+        settings["split"] = dict(state)
     return settings
 
 
 def folder_test_set(
     folder: str | os.PathLike[str],
-    checkpoint: str | os.PathLike[str] | dict[str, Any],
-    loaded: LoadedModel,
+    settings: Mapping[str, Any],
+    framing: Framing,
     context: int,
     horizon: int | None = None,
     limit: int | None = None,
@@ -353,17 +350,17 @@ def folder_test_set(
 ) -> tuple[TestSet, int]:
     """The test set ``crevnet evaluate --test-set DIR`` scores: windows of the clips in ``folder``.
 
-    Windows take the frame stride, frame rate and resize mode the checkpoint was trained with (when
-    it records them; random crops become centre crops), the model's channels and training frame size,
-    and ``context + horizon`` frames (``horizon`` default: the training windows' frames minus
+    Windows take the frame stride and frame rate the checkpoint was trained with (``settings``), the
+    given framing (the model's channels, training frame size and framing; random crops become centre
+    crops), and ``context + horizon`` frames (``horizon`` default: the training windows' frames minus
     ``context``, else :data:`~crevnet.nn.model.DEFAULT_HORIZON`); they do not overlap. When ``folder``
     is the root the checkpoint was trained on and the checkpoint records its split, only the held-out
     test clips are used (``all_files``: every clip), so the score never includes a training frame.
 
     Args:
         folder: the clips (recursive).
-        checkpoint: the checkpoint's path or its loaded dict (for the data settings and the split).
-        loaded: the model read from it (:func:`crevnet.checkpoint.load_model`).
+        settings: the checkpoint's data settings (:func:`folder_eval_settings`).
+        framing: how frames are brought to the model's size and channels.
         context: observed frames.
         horizon: predicted frames (None: see above).
         limit: score at most this many windows, evenly spread (None: all).
@@ -375,19 +372,10 @@ def folder_test_set(
     Raises:
         DataError: no usable clip (see :func:`load_folder_clips`).
     """
-    if not isinstance(checkpoint, dict):
-        from crevnet.checkpoint import load_checkpoint_dict
-
-        checkpoint = load_checkpoint_dict(checkpoint)
-    in_channels = loaded.config.encoder.in_channels
-    frame_size = loaded.meta.get("frame_size") or (64, 64)
     folder = Path(folder)
-    settings = folder_eval_settings(checkpoint)
     if horizon is None:
         horizon = int(settings["num_frames"]) - context if "num_frames" in settings else DEFAULT_HORIZON
         horizon = max(1, horizon)
-    mode = loaded.meta.framing or "center_crop"  # as trained; random crops are scored centred
-    framing = Framing(tuple(int(v) for v in frame_size), mode, in_channels)  # type: ignore[arg-type]
     stride, fps = int(settings.get("frame_stride", 1)), settings.get("fps")
     found = load_folder_clips(folder, context + horizon, framing, stride, fps)
     clips = found.clips

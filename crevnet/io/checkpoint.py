@@ -8,7 +8,7 @@ umask mode). :func:`check_compatible` compares a checkpoint's model config with 
 given, key by key, leaving out the run options older checkpoints stored in it
 (:func:`crevnet.nn.model.without_run_options`). ``crevnet fit``
 (:class:`crevnet.train.checkpoint_io.AtomicCheckpointIO`, the LightningModule's ``on_load_checkpoint``),
-:func:`crevnet.checkpoint.load_model`, ``evaluate`` and ``predict`` all use these three functions.
+:func:`crevnet.models.checkpoint.load_model`, ``evaluate`` and ``predict`` all use these three functions.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from crevnet.nn.model import CrevNetConfig, without_run_options
 from crevnet.nn.predictor import PredictorConfig
 
 __all__ = [
+    "DATAMODULE_STATE_KEY",
     "EXPECTED",
     "check_compatible",
     "config_diff",
@@ -39,7 +40,9 @@ __all__ = [
     "write_checkpoint",
 ]
 
-EXPECTED = "expected a .ckpt written by 'crevnet fit' or crevnet.checkpoint.save_model"
+DATAMODULE_STATE_KEY = "VideoFolderDataModule"
+"""Where Lightning stores the video-folder data module's ``state_dict`` (its split): its class name."""
+EXPECTED = "expected a .ckpt written by 'crevnet fit' or crevnet.models.checkpoint.save_model"
 
 
 def config_to_dict(config: CrevNetConfig) -> dict[str, Any]:

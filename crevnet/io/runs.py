@@ -11,7 +11,7 @@ Old runs are never touched by a new one. The **newest run** of ``runs/<name>`` i
 the highest number that holds ``checkpoints/last.ckpt``; :func:`newest_run` finds it by looking at
 the folders (the ``latest`` link is a convenience for other tools and is not needed). The same
 function answers ``crevnet fit --ckpt_path last`` (which run to resume), and
-:func:`resolve_checkpoint` answers ``crevnet evaluate --ckpt`` / ``crevnet predict --ckpt``, so
+:func:`run_checkpoint` answers ``crevnet evaluate --ckpt`` / ``crevnet predict --ckpt``, so
 ``--ckpt runs/<name>`` is always the newest run's ``last.ckpt``.
 """
 
@@ -31,7 +31,7 @@ __all__ = [
     "LATEST_LINK",
     "newest_run",
     "point_latest",
-    "resolve_checkpoint",
+    "run_checkpoint",
     "run_versions",
 ]
 
@@ -68,27 +68,24 @@ def newest_run(root: str | os.PathLike[str]) -> Path | None:
     )
 
 
-def resolve_checkpoint(spec: str | os.PathLike[str]) -> Path:
-    """The checkpoint file that ``--ckpt SPEC`` means.
+def run_checkpoint(spec: str | os.PathLike[str]) -> Path:
+    """The checkpoint file that a run folder ``SPEC`` means; anything but a folder comes back as it is.
 
     Args:
-        spec: a checkpoint file or a bundled model's name (see :mod:`crevnet.bundled`); a folder
-            of runs (``runs/<name>``: its newest run's ``last.ckpt``); a run folder
+        spec: a folder of runs (``runs/<name>``: its newest run's ``last.ckpt``); a run folder
             (``runs/<name>/version_N`` or ``runs/<name>/latest``: its ``last.ckpt``); or a
             ``checkpoints`` folder (its ``last.ckpt``).
 
     Returns:
-        The file (a path that does not exist is returned as it is, for the reader to report).
+        The file (``spec`` itself when it is not a folder: a file, or a bundled model's name that
+        :func:`crevnet.models.checkpoint.resolve_checkpoint` looks up).
 
     Raises:
-        CheckpointError: a folder that holds no checkpoint in any of these places; a bare name that
-            is not a bundled model.
+        CheckpointError: a folder that holds no checkpoint in any of these places.
     """
     path = Path(spec)
     if not path.is_dir():
-        from crevnet.bundled import resolve_checkpoint as resolve_file
-
-        return resolve_file(path)  # a file as it is, else a bundled model's name
+        return path
     for candidate in (path / CHECKPOINT_DIR / LAST_CHECKPOINT, path / LAST_CHECKPOINT):
         if candidate.is_file():
             return candidate

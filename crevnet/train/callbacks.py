@@ -73,8 +73,8 @@ class SampleLogger(L.Callback):
     ) -> Path:
         """Predict ``clips`` and write the PNG (and GIF); returns the PNG's path."""
         from crevnet.data.video import write_contact_sheet, write_gif
-        from crevnet.inference import evaluating
-        from crevnet.report import prediction_grid
+        from crevnet.evaluation.report import prediction_grid
+        from crevnet.models.mode import evaluating
 
         with evaluating(pl_module):
             pred, target = pl_module.predict_future(clips)
@@ -107,7 +107,7 @@ class WallClockLog(L.Callback):
 class FitReport(L.Callback):
     """At the end of ``fit``: evaluate on a test set next to the baselines and write the report.
 
-    Calls :func:`crevnet.train.report.report_model` on rank 0, which writes the same report folder as
+    Calls :func:`crevnet.train.end_of_fit.report_model` on rank 0, which writes the same report folder as
     ``crevnet evaluate`` (``metrics.json``, ``report.md`` with a verdict weighing every metric,
     ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``, ``samples/``) into ``out_dir``
     (default: ``<run dir>/report``), whole or not at all.
@@ -141,9 +141,9 @@ class FitReport(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate the final weights and write the report; print where it went."""
+        from crevnet.evaluation.report import verdict
         from crevnet.nn.model import DEFAULT_CONTEXT
-        from crevnet.report import verdict
-        from crevnet.train.report import report_model
+        from crevnet.train.end_of_fit import report_model
 
         if trainer.interrupted:
             return

@@ -18,11 +18,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from crevnet.io.checkpoint import read_checkpoint, write_checkpoint
 
-__all__ = ["AtomicCheckpointIO", "atomic_torch_save", "load_checkpoint_file"]
-
-# Earlier names of the one reader and writer, kept for existing imports.
-atomic_torch_save = write_checkpoint
-load_checkpoint_file = read_checkpoint
+__all__ = ["AtomicCheckpointIO"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -50,7 +50,8 @@ from crevnet.data.datamodule import MovingMNISTDataModule
 from crevnet.errors import CheckpointError, ConfigError, OutputError
 from crevnet.io.atomic import atomic_write_bytes
 from crevnet.io.checkpoint import check_compatible, read_checkpoint
-from crevnet.io.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, newest_run, point_latest, resolve_checkpoint
+from crevnet.io.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, newest_run, point_latest
+from crevnet.models.checkpoint import resolve_checkpoint
 from crevnet.nn.model import without_run_options
 from crevnet.train.checkpoint_io import AtomicCheckpointIO
 from crevnet.train.logger import AtomicCSVLogger

@@ -18,7 +18,7 @@ from torch import Tensor
 
 __all__ = ["LossWeights", "prediction_loss", "ssim_map_loss"]
 
-_SSIM_TAPS = 11  # Gaussian window of the primary SSIM metric (crevnet.metrics.frame_ssim)
+_SSIM_TAPS = 11  # Gaussian window of the primary SSIM metric (crevnet.evaluation.metrics.frame_ssim)
 _SSIM_SIGMA = 1.5
 _C1 = 0.01**2  # (K1 · L)², data range 1
 _C2 = 0.03**2  # (K2 · L)²

@@ -1,7 +1,8 @@
 """``CrevNetModule``: the thin LightningModule around the pure :class:`crevnet.nn.CrevNet`.
 
 It holds no model code: the loss is ``CrevNet.loss`` (the paper's summed per-window MSE), validation
-and test predictions are ``CrevNet.predict`` and the metrics come from :mod:`crevnet.metrics`. What it
+and test predictions are ``CrevNet.predict`` and the metrics come from :mod:`crevnet.evaluation.metrics`.
+What it
 adds is training glue: Adam, the learning-rate schedule and the scheduled-sampling curriculum as
 functions of training progress, logging, and a check that a checkpoint belongs to the same model.
 """
@@ -20,10 +21,10 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
-from crevnet.checkpoint import load_model
 from crevnet.errors import CheckpointError
+from crevnet.evaluation.metrics import frame_mse, frame_ssim
 from crevnet.io.checkpoint import check_compatible, config_diff, config_to_dict
-from crevnet.metrics import frame_mse, frame_ssim
+from crevnet.models.checkpoint import load_model
 from crevnet.nn.memory import MemorySaving
 from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig, sliding_windows
 from crevnet.train.loss import LossWeights, prediction_loss

@@ -1,7 +1,7 @@
 import os
 import stat
 
-from crevnet.data.atomic import atomic_write_bytes
+from crevnet.io.atomic import atomic_write_bytes
 
 
 def test_atomic_files_get_the_umask_mode_not_0600(tmp_path):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from crevnet.data.framing import Framing
 from crevnet.data.pixels import GREY_WEIGHTS, resize_frames, to_channels
 from crevnet.data.video import read_clip
-from crevnet.predict import prepare_clip
+from crevnet.inference.predict import prepare_clip
 
 
 def _rgb(t: int = 2, h: int = 12, w: int = 10, seed: int = 0) -> np.ndarray:

@@ -64,7 +64,7 @@ def test_checkpoints_get_the_same_mode_as_every_other_output(tmp_path: Path) -> 
     try:
         AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, tmp_path / "last.ckpt")
         atomic_write_bytes(tmp_path / "metrics.json", b"{}")
-        from crevnet.predict import write_prediction
+        from crevnet.inference.predict import write_prediction
 
         write_prediction(torch.rand(3, 1, 16, 16), tmp_path / "p.mp4")
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}

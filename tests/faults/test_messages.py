@@ -13,7 +13,7 @@ from PIL import Image
 
 from crevnet.data.video import read_clip, write_mp4
 from crevnet.errors import DataError
-from crevnet.predict import write_prediction
+from crevnet.inference.predict import write_prediction
 
 
 def test_one_nan_pixel_is_counted_and_located(tmp_path: Path) -> None:

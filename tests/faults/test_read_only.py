@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from crevnet.errors import OutputError
+from crevnet.inference.predict import write_prediction
 from crevnet.io.atomic import atomic_write_bytes
-from crevnet.predict import write_prediction
 from crevnet.train.checkpoint_io import AtomicCheckpointIO
 
 

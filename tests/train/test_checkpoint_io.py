@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from crevnet.errors import CheckpointError
-from crevnet.train.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, load_checkpoint_file
+from crevnet.io.checkpoint import read_checkpoint, write_checkpoint
+from crevnet.train.checkpoint_io import AtomicCheckpointIO
 
 
 def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -26,7 +27,7 @@ def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
 
 def test_a_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "last.ckpt"
-    atomic_torch_save({"step": 1}, path)
+    write_checkpoint({"step": 1}, path)
     before = path.read_bytes()
 
     def crash(src: str, dst: str) -> None:
@@ -34,7 +35,7 @@ def test_a_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="simulated"):
-        atomic_torch_save({"step": 2, "big": torch.zeros(1000)}, path)
+        write_checkpoint({"step": 2, "big": torch.zeros(1000)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
@@ -50,13 +51,13 @@ def test_weights_only_load_refuses_pickled_objects(tmp_path: Path) -> None:
         AtomicCheckpointIO().load_checkpoint(path)
     # plain containers and tensors load fine
     torch.save({"d": collections.OrderedDict(a=torch.ones(2)), "t": (1, 2.0, "x")}, path)
-    assert load_checkpoint_file(path)["t"] == (1, 2.0, "x")
+    assert read_checkpoint(path)["t"] == (1, 2.0, "x")
 
 
 def test_missing_or_garbage_files_are_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint_file(tmp_path / "nope.ckpt")
+        read_checkpoint(tmp_path / "nope.ckpt")
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
-        load_checkpoint_file(bad)
+        read_checkpoint(bad)

@@ -11,8 +11,9 @@ import yaml
 
 from crevnet.commands.fit import main
 from crevnet.errors import CheckpointError
+from crevnet.io.checkpoint import read_checkpoint
 from crevnet.nn.model import CrevNet, load_config
-from crevnet.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint_file
+from crevnet.train.checkpoint_io import AtomicCheckpointIO
 from crevnet.train.cli import AtomicSaveConfig, CrevNetCLI
 from crevnet.train.logger import AtomicCSVLogger
 
@@ -52,7 +53,7 @@ def test_smoke_config_trains_and_the_loss_falls(smoke_env: Path) -> None:
     assert len(val) == 2 and val[-1] < val[0]
     recon = _losses(version / "metrics.csv", "val/recon_max_abs")
     assert recon and max(recon) < 1e-4  # the autoencoder stays lossless
-    checkpoint = load_checkpoint_file(version / "checkpoints" / "last.ckpt")
+    checkpoint = read_checkpoint(version / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 24
     assert (version / "config.yaml").is_file()
 
@@ -94,7 +95,7 @@ def test_resume_continues_exactly_like_a_straight_run(
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_smoke(smoke_env / "b", common, [crash_at(interrupt_at)])
     last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
-    assert load_checkpoint_file(last)["global_step"] == interrupt_at
+    assert read_checkpoint(last)["global_step"] == interrupt_at
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*dataloader is not resumable.*")
         resumed = fit_smoke(smoke_env / "b", [*common, "--ckpt_path=last"])
@@ -112,7 +113,7 @@ def test_resume_without_a_checkpoint_and_a_foreign_checkpoint_are_clear_errors(s
         main(["fit", "--config", str(SMOKE), "--ckpt_path", "last"])
     assert main(["fit", "--config", str(SMOKE), "--trainer.max_steps=1"]) == 0
     ckpt = smoke_env / "runs" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
-    assert load_checkpoint_file(ckpt)["global_step"] == 1  # saved at the end, not only at validation
+    assert read_checkpoint(ckpt)["global_step"] == 1  # saved at the end, not only at validation
     other_layers = "--model.net.predictor.layers=3"
     args = ["validate", "--config", str(SMOKE), other_layers, "--ckpt_path", str(ckpt)]
     with pytest.raises(CheckpointError, match=r"predictor\.layers: checkpoint 2, config 3"):

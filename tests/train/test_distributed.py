@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet.io.runs import resolve_checkpoint
+from crevnet.models.checkpoint import resolve_checkpoint
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 

@@ -10,9 +10,9 @@ import lightning as L
 import pytest
 import torch
 
-from crevnet.checkpoint import load_model
 from crevnet.cli import main as crevnet_main
 from crevnet.errors import CheckpointError
+from crevnet.models.checkpoint import load_model
 from crevnet.nn.model import load_config
 from crevnet.train.module import CrevNetModule
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crevnet.metrics import frame_ssim
+from crevnet.evaluation.metrics import frame_ssim
 from crevnet.nn import CrevNet, CrevNetConfig
 from crevnet.nn.encoder import EncoderConfig
 from crevnet.nn.predictor import PredictorConfig

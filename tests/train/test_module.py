@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crevnet.errors import CheckpointError
-from crevnet.metrics import frame_mse
+from crevnet.evaluation.metrics import frame_mse
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.train.module import CrevNetModule, config_to_dict
 

@@ -11,7 +11,7 @@ from crevnet.data.testset import load_test_set
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.train.callbacks import FitReport, SampleLogger
 from crevnet.train.cli import CrevNetCLI
-from crevnet.train.report import prediction_grid, write_report
+from crevnet.train.end_of_fit import prediction_grid, write_report
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 NET = {

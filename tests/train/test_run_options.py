@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet.checkpoint import load_model
 from crevnet.commands.fit import main
-from crevnet.train.checkpoint_io import load_checkpoint_file
+from crevnet.io.checkpoint import read_checkpoint
+from crevnet.models.checkpoint import load_model
 from crevnet.train.cli import CrevNetCLI
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
@@ -31,7 +31,7 @@ def test_a_run_written_with_full_memory_saving_resumes_with_it_off(
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_smoke(smoke_env / "b", [*common, "--model.memory_saving=full"], [crash_at(6)])
     last = smoke_env / "b" / "smoke" / "version_0" / "checkpoints" / "last.ckpt"
-    saved = load_checkpoint_file(last)
+    saved = read_checkpoint(last)
     assert saved["global_step"] == 6
     assert "memory_saving" not in saved["hyper_parameters"]  # not part of what the checkpoint records
     resumed = fit_smoke(smoke_env / "b", [*common, "--model.memory_saving=off", "--ckpt_path=last"])
@@ -55,4 +55,4 @@ def test_a_checkpoint_recording_run_options_in_net_still_loads_and_resumes(smoke
     assert main(["fit", "--config", str(SMOKE), *args]) == 0
     # started from a file (not --ckpt_path last), the run gets a folder of its own
     new_run = smoke_env / "runs" / "smoke" / "version_1" / "checkpoints" / "last.ckpt"
-    assert load_checkpoint_file(new_run)["global_step"] == 3
+    assert read_checkpoint(new_run)["global_step"] == 3

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from crevnet.checkpoint import load_model
 from crevnet.io.checkpoint import read_checkpoint
-from crevnet.io.runs import newest_run, resolve_checkpoint
+from crevnet.io.runs import newest_run
+from crevnet.models.checkpoint import load_model, resolve_checkpoint
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 

@@ -3,10 +3,12 @@
 For every test sequence the first ``context`` frames are observed and the next ``horizon`` frames
 are predicted by the model, by "zeros" (black frames) and by "copy last frame" (a folder of clips
 adds "mean of context": the test set's ``baselines``); all are scored with
-:class:`crevnet.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL reports them, PSNR,
+:class:`crevnet.evaluation.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL reports
+them, PSNR,
 Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
 (``metrics.json``, ``report.md``, ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``,
-``samples/``) are written by :func:`crevnet.report.write_report` (re-exported here), as one folder that
+``samples/``) are written by :func:`crevnet.evaluation.report.write_report` (re-exported here), as one
+folder that
 appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
 :func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too;
 :func:`evaluate_checkpoint` is the whole of ``crevnet evaluate`` (its command line is
@@ -24,6 +26,7 @@ from typing import Any
 
 import torch
 
+from crevnet.data.framing import Framing
 from crevnet.data.paths import resolve_data_dir
 from crevnet.data.testset import (
     STANDARD_FILE,
@@ -32,12 +35,27 @@ from crevnet.data.testset import (
     find_standard_file,
     load_test_set,
 )
-from crevnet.device import resolve_device
+from crevnet.data.video_folder import folder_eval_settings, folder_test_set
 from crevnet.errors import DataError
-from crevnet.inference import evaluating
-from crevnet.metrics import MetricAccumulator, copy_last_baseline, mean_context_baseline, zeros_baseline
+from crevnet.evaluation.metrics import (
+    MetricAccumulator,
+    copy_last_baseline,
+    mean_context_baseline,
+    zeros_baseline,
+)
+from crevnet.evaluation.report import (
+    BASELINES,
+    EvaluationSamples,
+    is_report_folder,
+    render_markdown,
+    verdict,
+    write_report,
+)
+from crevnet.models.checkpoint import LoadedModel, load_model, resolve_checkpoint
+from crevnet.models.device import resolve_device
+from crevnet.models.mode import evaluating
 from crevnet.nn.model import DEFAULT_CONTEXT, DEFAULT_HORIZON, CrevNet, check_horizon
-from crevnet.report import BASELINES, is_report_folder, render_markdown, verdict, write_report
+from crevnet.weights import WEIGHTS_DIR
 
 __all__ = [
     "BASELINES",
@@ -46,12 +64,14 @@ __all__ = [
     "collect_samples",
     "evaluate_checkpoint",
     "evaluate_model",
+    "folder_windows",
     "render_markdown",
     "resolve_device",
     "write_report",
 ]
 
-_BASELINE_FNS = {  # every key of crevnet.report.BASELINES; a test set lists the ones it is scored against
+# every key of crevnet.evaluation.report.BASELINES; a test set lists the ones it is scored against
+_BASELINE_FNS = {
     "zeros": zeros_baseline,
     "copy_last": copy_last_baseline,
     "mean_context": mean_context_baseline,
@@ -163,21 +183,6 @@ def evaluate_model(
     }
 
 
-@dataclass(frozen=True)
-class EvaluationSamples:
-    """A few test sequences with the model's prediction, for pictures.
-
-    Shape:
-        context: (K, context, C, H, W); truth, prediction: (K, horizon, C, H, W); all float in
-        [0, 1] on the CPU (the prediction clipped).
-    """
-
-    context: torch.Tensor
-    truth: torch.Tensor
-    prediction: torch.Tensor
-    indices: tuple[int, ...]  # positions of the sequences in the test set
-
-
 def collect_samples(
     model: CrevNet,
     test_set: TestSet,
@@ -207,7 +212,8 @@ class CheckpointEvaluation:
     Attributes:
         results: the JSON-ready results of :func:`evaluate_model`, with ``checkpoint`` first.
         out: the report folder.
-        written: name -> path of every file of the report (see :func:`crevnet.report.write_report`).
+        written: name -> path of every file of the report (see
+        :func:`crevnet.evaluation.report.write_report`).
     """
 
     results: dict[str, Any]
@@ -226,6 +232,29 @@ class CheckpointEvaluation:
             " ".join(verdict(self.results)),
             f"wrote {self.written['report']} (and metrics.json, per_horizon.png, samples) in {self.out}",
         ]
+
+
+def folder_windows(
+    loaded: LoadedModel,
+    folder: str | os.PathLike[str],
+    context: int,
+    horizon: int | None = None,
+    limit: int | None = None,
+    all_files: bool = False,
+) -> tuple[TestSet, int]:
+    """The windows of a folder of clips that ``loaded`` is scored on, made as its training windows were.
+
+    The frame stride, frame rate and split come from the checkpoint's recorded data settings; frames
+    take the model's channels, training frame size and framing (random crops are scored centred).
+    See :func:`crevnet.data.video_folder.folder_test_set` for the arguments and the split.
+
+    Returns:
+        The test set and the horizon.
+    """
+    meta = loaded.meta
+    settings = folder_eval_settings(meta.data_hyper_parameters, meta.data_state)
+    framing = Framing(meta.frame_size, meta.framing or "center_crop", loaded.config.encoder.in_channels)
+    return folder_test_set(folder, settings, framing, context, horizon, limit, all_files)
 
 
 def evaluate_checkpoint(
@@ -275,10 +304,6 @@ def evaluate_checkpoint(
         DataError: a bad argument, test set or folder. CheckpointError: a bad checkpoint.
         OutputError: the report could not be written.
     """
-    from crevnet.bundled import WEIGHTS_DIR
-    from crevnet.checkpoint import load_checkpoint_dict, load_model
-    from crevnet.io.runs import resolve_checkpoint
-
     for flag, value, low in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
                              ("--context", context, 1), ("--samples", samples, 0)):  # fmt: skip
         if value is not None and value < low:
@@ -299,8 +324,7 @@ def evaluate_checkpoint(
         )
     loaded = load_model(path, map_location=dev)
     if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
-        recorded = load_checkpoint_dict(loaded.meta.path).get("datamodule_hyper_parameters") or {}
-        images = recorded.get("images") or "mnist"
+        images = loaded.meta.data_hyper_parameters.get("images") or "mnist"
     spec = test_set
     if spec == "auto" and images != "mnist":
         spec = "surrogate"  # only Moving MNIST has a standard test file
@@ -314,9 +338,7 @@ def evaluate_checkpoint(
             )
     context = loaded.meta.context if context is None else context
     if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
-        from crevnet.data.video_folder import folder_test_set
-
-        test, horizon = folder_test_set(spec, loaded.meta.path, loaded, context, horizon, limit, all_files)
+        test, horizon = folder_windows(loaded, spec, context, horizon, limit, all_files)
     else:
         test = load_test_set(spec, data_dir, limit, seed, images=images)
         horizon = int(test.videos.shape[1]) - context if horizon is None else horizon

@@ -12,7 +12,7 @@ to what the model was trained on before it is fed:
   ``size="keep"`` keeps the clip's size, rounded to the nearest multiple of the downsampling
   factor; ``size=(H, W)`` asks for a size. Shrinking uses area averaging, enlarging bilinear.
 - **framing** (``resize="train"``, the default): a clip of another aspect ratio is framed as the
-  checkpoint's training frames were (:attr:`~crevnet.checkpoint.CheckpointMeta.framing`), so a model
+  checkpoint's training frames were (:attr:`~crevnet.models.checkpoint.CheckpointMeta.framing`), so a model
   trained on centre crops of a video folder is not fed stretched frames: ``"center_crop"`` scales the
   frame, aspect ratio kept, until it covers the size and cuts the centre; ``"resize"`` stretches it.
   A checkpoint that records none (Moving MNIST, square frames) gets the centre cut: digits keep their
@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crevnet.checkpoint import FRAMINGS, CheckpointMeta, LoadedModel, load_model
-from crevnet.device import resolve_device
 from crevnet.errors import CheckpointError, DataError
-from crevnet.inference import evaluating
+from crevnet.models.checkpoint import FRAMINGS, CheckpointMeta, LoadedModel, load_model
+from crevnet.models.device import resolve_device
+from crevnet.models.mode import evaluating
 from crevnet.nn.model import DEFAULT_HORIZON, CrevNet, check_horizon
 
 __all__ = [
@@ -65,7 +65,8 @@ _CHANNEL_NAMES = {1: "grey", 3: "RGB"}
 Size = str | tuple[int, int]
 
 RESIZE_CHOICES = ("train", *FRAMINGS)
-"""``resize`` values: the checkpoint's training framing, or one of :data:`~crevnet.checkpoint.FRAMINGS`."""
+"""``resize`` values: the checkpoint's training framing, or one of
+:data:`~crevnet.models.checkpoint.FRAMINGS`."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def _target_size(size: Size, height: int, width: int, factor: int) -> tuple[int,
 def check_resize(resize: str, choices: Sequence[str] = RESIZE_CHOICES) -> None:
     """Refuse a ``resize`` that is none of ``choices`` (:class:`DataError`).
 
-    ``choices`` is :data:`RESIZE_CHOICES` for what a user asks; :data:`~crevnet.checkpoint.FRAMINGS`
+    ``choices`` is :data:`RESIZE_CHOICES` for what a user asks; :data:`~crevnet.models.checkpoint.FRAMINGS`
     once "train" has been resolved (:func:`prepare_clip`).
     """
     if resize not in choices:
@@ -251,7 +252,7 @@ def predict_clip(
     """Predict the ``horizon`` frames that follow a clip.
 
     Args:
-        model_or_ckpt: a model, a :class:`~crevnet.checkpoint.LoadedModel` or a checkpoint path.
+        model_or_ckpt: a model, a :class:`~crevnet.models.checkpoint.LoadedModel` or a checkpoint path.
         clip: a (T, C, H, W) tensor in [0, 1] or a path :func:`crevnet.data.video.read_clip` reads.
         horizon: frames to predict (>= 1).
         context: observed frames, the clip's last ones (default: the checkpoint's training context;
@@ -405,7 +406,7 @@ def predict_file(
         DataError: a bad argument or an unreadable clip. CheckpointError: a bad checkpoint.
         OutputError: ``out`` could not be written.
     """
-    from crevnet.io.runs import resolve_checkpoint
+    from crevnet.models.checkpoint import resolve_checkpoint
 
     path = Path(out)
     _check_output(path)

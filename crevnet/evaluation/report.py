@@ -1,11 +1,12 @@
 """The one report writer: metrics beside the baselines, a verdict that weighs every metric, pictures.
 
-Used by ``crevnet evaluate`` (:func:`crevnet.evaluate.main`) and by ``crevnet fit``'s end-of-run report
-(:class:`crevnet.train.callbacks.FitReport` through :func:`crevnet.train.report.report_model`).
+Used by ``crevnet evaluate`` (:func:`crevnet.evaluation.evaluate.main`) and by ``crevnet fit``'s
+end-of-run report
+(:class:`crevnet.train.callbacks.FitReport` through :func:`crevnet.train.end_of_fit.report_model`).
 :func:`write_report` writes, into one folder that appears whole or not at all
 (:func:`crevnet.io.atomic.atomic_folder`):
 
-- ``metrics.json``: what :func:`crevnet.evaluate.evaluate_model` returned (plus any extra keys),
+- ``metrics.json``: what :func:`crevnet.evaluation.evaluate.evaluate_model` returned (plus any extra keys),
 - ``report.md``: a Markdown table of the model next to the baselines the test set was scored against
   (zeros and copy last frame; a folder of clips adds the mean of the context), naming the test set,
   and a verdict per baseline and metric (:func:`verdict`),
@@ -20,20 +21,19 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from crevnet.grid import tile
+from crevnet.data.grid import tile
 from crevnet.io.atomic import atomic_folder, atomic_write_bytes
-
-if TYPE_CHECKING:
-    from crevnet.evaluate import EvaluationSamples
 
 __all__ = [
     "BASELINES",
     "REPORT_FILES",
+    "EvaluationSamples",
     "is_report_folder",
     "prediction_grid",
     "render_markdown",
@@ -70,6 +70,21 @@ _COLUMNS = (  # (key, header) of the report's table
 
 
 # ---------------------------------------------------------------------------------- report files
+
+
+@dataclass(frozen=True)
+class EvaluationSamples:
+    """A few test sequences with the model's prediction, for pictures.
+
+    Shape:
+        context: (K, context, C, H, W); truth, prediction: (K, horizon, C, H, W); all float in
+        [0, 1] on the CPU (the prediction clipped).
+    """
+
+    context: torch.Tensor
+    truth: torch.Tensor
+    prediction: torch.Tensor
+    indices: tuple[int, ...]  # positions of the sequences in the test set
 
 
 def _fmt(value: float, key: str) -> str:
@@ -118,7 +133,8 @@ def verdict(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The ``report.md`` text for ``results`` (as returned by :func:`crevnet.evaluate.evaluate_model`)."""
+    """The ``report.md`` text for ``results`` (as returned by
+    :func:`crevnet.evaluation.evaluate.evaluate_model`)."""
     name = results["test_set"]
     lines = ["# CrevNet evaluation", ""]
     if results.get("surrogate"):
@@ -248,11 +264,11 @@ def write_report(
     """Write the report's files into ``out_dir``, all of them or none (see the module docstring).
 
     Args:
-        results: what :func:`crevnet.evaluate.evaluate_model` returned (extra JSON-ready keys are
+        results: what :func:`crevnet.evaluation.evaluate.evaluate_model` returned (extra JSON-ready keys are
             kept, e.g. ``checkpoint``, ``global_step``).
         out_dir: the report folder. If it exists it must be empty or an earlier report (only
             :data:`REPORT_FILES`); it is then replaced as a whole.
-        samples: sequences to draw (see :func:`crevnet.evaluate.collect_samples`); None draws none.
+        samples: sequences to draw (see :func:`crevnet.evaluation.evaluate.collect_samples`); None draws none.
         fps: frame rate of the GIFs.
 
     Returns:

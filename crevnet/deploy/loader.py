@@ -5,7 +5,7 @@ whose encode / decode / step call ONNX Runtime sessions or TorchScript modules; 
 :func:`crevnet.nn.stream.advance` / :func:`~crevnet.nn.stream.forecast`, the code PyTorch streams use,
 so no backend has a rollout of its own::
 
-    from crevnet.exported import load_exported
+    from crevnet.deploy.loader import load_exported
     from crevnet.nn.stream import FrameStream
 
     stream = FrameStream(load_exported("export/"))   # ONNX Runtime, or TorchScript for a .pt export
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from crevnet.deploy.manifest import FORMATS, GRAPHS, MANIFEST, MANIFEST_FORMAT
 from crevnet.errors import DataError
-from crevnet.export import FORMATS, GRAPHS, MANIFEST, MANIFEST_FORMAT
 from crevnet.nn.stream import StreamGraphs
 
 __all__ = ["OrtGraph", "load_exported", "read_manifest"]
@@ -98,7 +98,7 @@ def load_exported(folder: str | os.PathLike[str], threads: int = 0) -> StreamGra
     """The graphs of an export folder as :class:`~crevnet.nn.stream.StreamGraphs` (CPU).
 
     Args:
-        folder: written by ``crevnet export`` (or :func:`crevnet.export.export_model`).
+        folder: written by ``crevnet export`` (or :func:`crevnet.deploy.export.export_model`).
         threads: intra-op threads for ONNX Runtime (0: its default); TorchScript uses torch's.
 
     Raises:

@@ -15,18 +15,19 @@ can be evaluated with ``crevnet evaluate`` too.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from crevnet.errors import CheckpointError
+from crevnet.io.checkpoint import DATAMODULE_STATE_KEY, config_to_dict, read_checkpoint, write_checkpoint
 from crevnet.io.checkpoint import EXPECTED as _EXPECTED
-from crevnet.io.checkpoint import config_to_dict, read_checkpoint, write_checkpoint
-from crevnet.io.runs import resolve_checkpoint
+from crevnet.io.runs import run_checkpoint
 from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig
+from crevnet.weights import bundled_file
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -37,8 +38,8 @@ __all__ = [
     "check_framing",
     "config_from_hparams",
     "config_to_dict",
-    "load_checkpoint_dict",
     "load_model",
+    "resolve_checkpoint",
     "save_model",
 ]
 
@@ -53,8 +54,21 @@ _PREFIXES = ("net.", "model.net.", "model.", "")
 _COMPILED = "_orig_mod."  # torch.compile wraps a module and inserts this in every key
 
 
-# The reader lives in crevnet.io.checkpoint; this name stays for existing imports.
-load_checkpoint_dict = read_checkpoint
+def resolve_checkpoint(spec: str | os.PathLike[str]) -> Path:
+    """The checkpoint file that ``--ckpt SPEC`` means.
+
+    Args:
+        spec: a checkpoint file; a bundled model's name (see :mod:`crevnet.weights`); a folder of
+            runs, one run's folder or a ``checkpoints`` folder (see :func:`crevnet.io.runs.run_checkpoint`).
+
+    Returns:
+        The file (a path that does not exist is returned as it is, for the reader to report).
+
+    Raises:
+        CheckpointError: a folder without a checkpoint; a bare name that is not a bundled model (the
+            message lists the bundled names).
+    """
+    return bundled_file(run_checkpoint(spec))
 
 
 @dataclass(frozen=True)
@@ -73,9 +87,8 @@ class CheckpointMeta:
         epoch: epochs of the training run (None when absent).
         train_seconds: training wall time (None when absent).
         hyper_parameters: the checkpoint's raw ``hyper_parameters``.
-
-    ``meta["context"]`` and ``meta.get("context")`` read the attributes too (the dict form of earlier
-    versions).
+        data_hyper_parameters: the data module's recorded ``datamodule_hyper_parameters``.
+        data_state: the video-folder data module's recorded state (its split), empty when absent.
     """
 
     path: str | None = None
@@ -87,22 +100,8 @@ class CheckpointMeta:
     epoch: int | None = None
     train_seconds: float | None = None
     hyper_parameters: Mapping[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._names():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The attribute ``key``, or ``default`` when there is no such attribute."""
-        return getattr(self, key) if key in self._names() else default
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    @classmethod
-    def _names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+    data_hyper_parameters: Mapping[str, Any] = field(default_factory=dict)
+    data_state: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,11 +117,6 @@ class LoadedModel:
     model: CrevNet
     config: CrevNetConfig
     meta: CheckpointMeta = field(default_factory=CheckpointMeta)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.meta, Mapping):  # the dict form of earlier versions
-            known = {k: v for k, v in self.meta.items() if k in CheckpointMeta._names() and v is not None}
-            object.__setattr__(self, "meta", CheckpointMeta(**known))
 
 
 def config_from_hparams(hparams: Any, source: str = "checkpoint") -> CrevNetConfig:
@@ -219,13 +213,17 @@ def _framing(checkpoint: Mapping[str, Any]) -> str | None:
     return mode if mode in FRAMINGS else None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a :class:`~crevnet.nn.CrevNet` from a checkpoint written by ``crevnet fit``.
 
     Args:
         path: the checkpoint (``.ckpt``), a run folder (``runs/<name>``: its newest run's
-            ``last.ckpt``; see :func:`crevnet.io.runs.resolve_checkpoint`) or the name of a bundled
-            model (``"mmnist-cpu"``, see :mod:`crevnet.bundled`).
+            ``last.ckpt``; see :func:`resolve_checkpoint`) or the name of a bundled
+            model (``"mmnist-cpu"``, see :mod:`crevnet.weights`).
         map_location: device the weights are loaded onto; the model is moved there and put in
             eval mode.
 
@@ -263,6 +261,8 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         epoch=checkpoint.get("epoch"),
         train_seconds=extra.get("train_seconds"),
         hyper_parameters=dict(hparams),
+        data_hyper_parameters=_mapping(checkpoint.get("datamodule_hyper_parameters")),
+        data_state=_mapping(checkpoint.get(DATAMODULE_STATE_KEY)),
     )
     return LoadedModel(model, config, meta)
 

@@ -3,8 +3,10 @@
 :func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the test set's baselines ("zeros",
 "copy last frame"; a folder of clips adds "mean of context") on a Moving MNIST test set or a loaded
 :class:`~crevnet.data.testset.TestSet` (a data module's own) with
-:func:`crevnet.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and writes them with
-the one report writer, :func:`crevnet.report.write_report` (the same files as ``crevnet evaluate``).
+:func:`crevnet.evaluation.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and writes
+them with
+the one report writer, :func:`crevnet.evaluation.report.write_report` (the same files as ``crevnet
+evaluate``).
 ``crevnet fit`` calls it at the end of training (callback :class:`crevnet.train.callbacks.FitReport`);
 other tools may call it on any model.
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
+from crevnet.evaluation.report import prediction_grid
 from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet
-from crevnet.report import prediction_grid
 
 __all__ = ["prediction_grid", "report_model", "write_report"]
 
@@ -35,7 +37,7 @@ def report_model(
     num_clips: int = 4,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``net`` and the baselines and write the report folder (see :mod:`crevnet.report`).
+    """Evaluate ``net`` and the baselines and write the report folder (see :mod:`crevnet.evaluation.report`).
 
     Args:
         net: the model.
@@ -51,13 +53,13 @@ def report_model(
         extra: more entries for ``metrics.json`` (e.g. training wall time, steps).
 
     Returns:
-        The report written to ``metrics.json``: :func:`crevnet.evaluate.evaluate_model`'s dict
+        The report written to ``metrics.json``: :func:`crevnet.evaluation.evaluate.evaluate_model`'s dict
         (``test_set``, whose name says "surrogate" when it is one, ``model``, ``baselines``
         {``zeros``, ``copy_last``, ...}, ...), plus ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's
         MSE over each baseline's) and ``extra``'s entries.
     """
-    from crevnet.evaluate import collect_samples, evaluate_model
-    from crevnet.report import write_report as write_report_files
+    from crevnet.evaluation.evaluate import collect_samples, evaluate_model
+    from crevnet.evaluation.report import write_report as write_report_files
 
     start = time.monotonic()
     test = (

@@ -3,10 +3,10 @@
 Frames are read one at a time from a video file (OpenCV ``VideoCapture``), a camera (an integer index,
 ``--input 0``), a folder of images (read lazily, in name order) or any other clip
 :func:`crevnet.data.video.read_clip` reads. Each frame is brought to the model's channels and frame
-size exactly as ``crevnet predict`` does (:func:`crevnet.predict.prepare_clip`), pushed into a
+size exactly as ``crevnet predict`` does (:func:`crevnet.inference.predict.prepare_clip`), pushed into a
 :class:`~crevnet.nn.stream.FrameStream` (one encode and one RPM step, the past is never re-encoded),
 and, once a window of frames has arrived, the next ``--horizon`` frames are forecast. What runs the
-model is ``--backend`` (:mod:`crevnet.backends`); the default, ``auto``, times every backend available
+model is ``--backend`` (:mod:`crevnet.deploy.backends`); the default, ``auto``, times every backend available
 here on the first frame's shape and keeps the fastest, and says which on stderr. Every output frame
 shows, side by side, the frame just received and the ``horizon`` frames predicted after it; a video
 output (``.mp4``/``.avi``) is written frame by frame as the predictions come, a ``.gif`` at the end.
@@ -54,7 +54,7 @@ class StreamReport:
         predicted_per_s: predicted frames per second of model time.
         summary: the first frame as read and what was changed to feed it (one line).
         stopped: why the stream ended ("end of input", "--max-frames", "camera stopped", "interrupted").
-        backend: the backend that ran and why (:meth:`crevnet.backends.BackendChoice.line`).
+        backend: the backend that ran and why (:meth:`crevnet.deploy.backends.BackendChoice.line`).
     """
 
     frames: int
@@ -178,7 +178,7 @@ def side_by_side(frame: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
     Shape:
         frame: (C, H, W); prediction: (k, C, H, W) -> (C, H, (k + 1)·W + k·gap)
     """
-    from crevnet.grid import tile
+    from crevnet.data.grid import tile
 
     return tile([[frame, *prediction]], gap=_GAP)
 
@@ -187,7 +187,7 @@ class _VideoSink:
     """Writes frames into a video as they come (atomically: the file appears on a clean close)."""
 
     def __init__(self, path: Path, fps: float, stack: ExitStack) -> None:
-        from crevnet.data.atomic import atomic_path
+        from crevnet.io.atomic import atomic_path
 
         self.path, self.fps, self.stack = path, fps, stack
         self.tmp = stack.enter_context(atomic_path(path))
@@ -232,7 +232,7 @@ def run_stream(
         device: where the model runs.
         fps: frame rate of the output.
         max_frames: stop after this many frames (None: until the input ends or Ctrl-C).
-        backend: what runs the model (:mod:`crevnet.backends`): "auto" (default) times each backend
+        backend: what runs the model (:mod:`crevnet.deploy.backends`): "auto" (default) times each backend
             available here at 1 thread and at PyTorch's thread count on the first frame's shape and
             keeps the fastest; or "eager", "torchscript", "onnxruntime", "compiled" at PyTorch's count.
         resize: framing of frames of another aspect ratio, as for ``crevnet predict`` ("train",
@@ -245,12 +245,12 @@ def run_stream(
         DataError: bad output suffix, horizon or backend, unreadable input, a frame of another size or
             channel count than the first one. CheckpointError: a bad checkpoint.
     """
-    from crevnet.backends import check_backend, pick_backend
-    from crevnet.checkpoint import load_model
-    from crevnet.device import resolve_device
+    from crevnet.deploy.backends import check_backend, pick_backend
+    from crevnet.inference.predict import check_resize, prepare_clip, resolve_framing
+    from crevnet.models.checkpoint import load_model
+    from crevnet.models.device import resolve_device
     from crevnet.nn.model import check_horizon
     from crevnet.nn.stream import FrameStream
-    from crevnet.predict import check_resize, prepare_clip, resolve_framing
 
     out = Path(out)
     if out.suffix.lower() not in STREAM_SUFFIXES:

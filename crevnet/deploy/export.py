@@ -18,7 +18,8 @@ fixed at export (``--size``, default the checkpoint's training frame size). ``ma
 all of it (names, shapes, window, state size, frame size, and ``framing``: how the checkpoint's training
 frames were brought to that size from clips of other sizes, "center_crop" or "resize", null when not
 recorded, so that a consumer frames its video the way ``crevnet predict`` would) and ``README.md`` in the
-same folder says it in words. :func:`crevnet.exported.load_exported` rolls the graphs out with ONNX Runtime or
+same folder says it in words. :func:`crevnet.deploy.loader.load_exported` rolls the graphs out with ONNX
+Runtime or
 TorchScript through the very same streaming code as PyTorch (tested to ≤ 1e-4 over 10 frames).
 
 ``onnx`` needs the optional extra ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript),
@@ -35,31 +36,17 @@ from typing import Any
 
 import torch
 
-from crevnet.backends import example_inputs, free_batch, quiet
-from crevnet.checkpoint import check_framing, load_model
+from crevnet.deploy.backends import example_inputs, free_batch, quiet
+from crevnet.deploy.manifest import FORMATS, GRAPHS, MANIFEST, MANIFEST_FORMAT, state_names
 from crevnet.errors import DataError
+from crevnet.io.atomic import atomic_path, atomic_write_bytes
+from crevnet.models.checkpoint import check_framing, load_model
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import StreamGraphs
 
-__all__ = ["FORMATS", "GRAPHS", "MANIFEST", "export_checkpoint", "export_model", "state_names"]
+__all__ = ["export_checkpoint", "export_model"]
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-"""Export formats and the suffix of their graph files."""
-
-GRAPHS = ("encoder", "decoder", "rpm_step")
-"""The graph files of an export, in the order a step uses them."""
-
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
 _EXTRA = 'pip install -e ".[export]"'
-
-
-def state_names(state_size: int, layers: int) -> list[str]:
-    """Names of the flattened RPM state tensors: ``h0, c0, h1, c1, ...`` and ``memory`` if present."""
-    names = [f"{kind}{i}" for i in range(layers) for kind in ("h", "c")]
-    if state_size > 2 * layers:
-        names.append("memory")
-    return names
 
 
 def _io_names(graphs: StreamGraphs, layers: int) -> dict[str, tuple[list[str], list[str]]]:
@@ -76,8 +63,6 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
         import onnx
     except ImportError as err:
         raise DataError(f"--format onnx needs the optional packages onnx and onnxscript: {_EXTRA}") from err
-    from crevnet.data.atomic import atomic_path
-
     dynamic = free_batch(module, args)
     with atomic_path(path) as tmp, quiet(), torch.no_grad():  # no autograd functions in the graph
         try:
@@ -97,8 +82,6 @@ def _write_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: 
 
 
 def _write_torchscript(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path) -> None:
-    from crevnet.data.atomic import atomic_path
-
     with atomic_path(path) as tmp, quiet(), torch.no_grad():
         traced = torch.jit.trace(module, args, check_trace=False)
         torch.jit.save(traced, str(tmp))
@@ -135,7 +118,7 @@ def _readme(manifest: dict[str, Any]) -> str:
         "",
         f"Frames of another size: {framing}",
         "",
-        "Run: `crevnet.exported.load_exported(folder)` returns a FrameStream over these graphs.",
+        "Run: `crevnet.deploy.loader.load_exported(folder)` returns a FrameStream over these graphs.",
         "",
     ]
     return "\n".join(lines)
@@ -158,7 +141,7 @@ def export_model(
         frame_size: (H, W) the graphs take; multiples of the encoder's downsampling.
         context: frames the model was trained to observe (recorded in the manifest), if known.
         framing: how the training frames were brought to their size ("center_crop" or "resize";
-            :attr:`crevnet.checkpoint.CheckpointMeta.framing`), recorded in the manifest, if known.
+            :attr:`crevnet.models.checkpoint.CheckpointMeta.framing`), recorded in the manifest, if known.
 
     Returns:
         The path of ``manifest.json``.
@@ -220,8 +203,6 @@ def export_model(
         "torch": torch.__version__,
         "graphs": entries,
     }
-    from crevnet.data.atomic import atomic_write_bytes
-
     atomic_write_bytes(out / "README.md", _readme(manifest).encode())
     atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return out / MANIFEST
@@ -250,6 +231,6 @@ def export_checkpoint(
     if isinstance(size, str) and size != "train":
         raise DataError(f"--size {size}: an export needs a fixed frame size: 'train' or HxW")
     loaded = load_model(ckpt, map_location="cpu")
-    frame_size = tuple(loaded.meta["frame_size"]) if size == "train" else size
+    frame_size = tuple(loaded.meta.frame_size) if size == "train" else size
     meta = loaded.meta
     return export_model(loaded.model, out_dir, fmt, frame_size, meta.context, meta.framing)

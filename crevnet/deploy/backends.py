@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from crevnet.deploy.loader import OrtGraph
 from crevnet.errors import DataError
 from crevnet.nn.model import CrevNet
 from crevnet.nn.stream import FrameStream, StreamGraphs, zero_state
@@ -150,8 +151,6 @@ def _onnxruntime(model: CrevNet, frame_size: tuple[int, int], batch: int, thread
         raise DataError(f"--backend onnxruntime needs the optional package onnxruntime: {_EXTRA}")
     if _device(model).type != "cpu":
         raise DataError("--backend onnxruntime runs on the CPU only; use --device cpu or another backend")
-    from crevnet.exported import OrtGraph
-
     graphs = StreamGraphs.from_model(model)
     examples = example_inputs(graphs, frame_size)
     sessions = []

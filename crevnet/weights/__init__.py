@@ -1,8 +1,8 @@
 """Models shipped inside the package: a name instead of a checkpoint path.
 
 ``crevnet predict --ckpt mmnist-cpu``, ``crevnet evaluate --ckpt mmnist-cpu`` and
-``crevnet.checkpoint.load_model("mmnist-cpu")`` read the weights from ``crevnet/weights/`` on a fresh
-install, without training. Each bundled file has the layout of :func:`crevnet.checkpoint.save_model`
+``crevnet.models.checkpoint.load_model("mmnist-cpu")`` read the weights from ``crevnet/weights/`` on a fresh
+install, without training. Each bundled file has the layout of :func:`crevnet.models.checkpoint.save_model`
 (fp32 weights and the model config only, read with ``weights_only=True``). The model cards are in the
 README ("Bundled model").
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from crevnet.errors import CheckpointError
 
-__all__ = ["BUNDLED", "bundled_path", "resolve_checkpoint"]
+__all__ = ["BUNDLED", "WEIGHTS_DIR", "bundled_file", "bundled_path"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent
 
 BUNDLED: dict[str, str] = {
     # name -> file in crevnet/weights/; the README's "Bundled model" section is its model card
@@ -35,7 +35,7 @@ def _looks_like_name(text: str) -> bool:
     return os.sep not in text and "/" not in text and Path(text).suffix == ""
 
 
-def resolve_checkpoint(ckpt: str | os.PathLike[str]) -> Path:
+def bundled_file(ckpt: str | os.PathLike[str]) -> Path:
     """The file to read for ``ckpt``: an existing path as it is, else a bundled model's file.
 
     Raises:

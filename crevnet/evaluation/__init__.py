@@ -1,0 +1,1 @@
+"""Scoring predictions: metrics, baselines, the evaluation of a checkpoint and its report."""

@@ -1,0 +1,1 @@
+"""Predicting future frames from a clip with a trained model."""

@@ -1,0 +1,1 @@
+"""Loading and running a trained model: checkpoints, bundled names, devices, eval mode."""
