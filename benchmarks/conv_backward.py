@@ -25,16 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crevnet.models.device import cpu_name
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.conv import conv_same, conv_time_folded, native_backward, same_padding
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 # Winograd F(2×2, 3×3) (Lavin & Gray, 2016): Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A per 4×4 input tile d,
 # 2×2 output tile and 3×3 kernel g; the tile matrices act on flattened tiles as Kronecker products.
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    run = sitting = record.start(__file__, argv)
     model = CrevNet(load_config(args.config))
     c = model.config.encoder.in_channels
     shapes = conv_shapes(model, torch.rand(args.batch, args.frames, c, args.size, args.size))
@@ -198,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             "native_ms": round(times["native"] * 1e3, 3),
             "speedup": round(times["native"] / times[path], 2),
         }
-        print(json.dumps(row), flush=True)
+        print(json.dumps(sitting.stamp(row)), flush=True)
+        sitting = sitting.again()
     summary = {
         "config": args.config,
         "batch": args.batch,
@@ -207,10 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "weighted_native_ms": round(total_native * 1e3, 3),
         "weighted_best_ms": round(total_best * 1e3, 3),
         "speedup": round(total_native / total_model, 2),
-        "cpu": cpu_name(),
-        "torch": torch.__version__,
     }
-    print(json.dumps(summary))
+    print(json.dumps(run.stamp(summary)))
     return 0
 
 

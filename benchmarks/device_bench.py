@@ -17,11 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from crevnet.nn import CrevNet, load_config
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 
 def sync(device: torch.device) -> None:
@@ -122,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "bf16": args.bf16,
         "params": sum(p.numel() for p in CrevNet(cfg).parameters()),
-        "torch": torch.__version__,
     }
     for memory_saving in args.modes:
-        print(json.dumps({**common, **bench_training(cfg, args, device, memory_saving)}), flush=True)
-    print(json.dumps({**common, **bench_inference(cfg, args, device)}), flush=True)
+        sitting = record.start(__file__, argv)
+        row = {**common, **bench_training(cfg, args, device, memory_saving)}
+        print(json.dumps(sitting.stamp(row)), flush=True)
+    sitting = record.start(__file__, argv)
+    print(json.dumps(sitting.stamp({**common, **bench_inference(cfg, args, device)})), flush=True)
     return 0
 
 

@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -28,6 +30,12 @@ from crevnet.data import (
     resolve_data_dir,
     sequence_rng,
 )
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 
 def _rate(function: Callable[[int], object], num: int) -> float:
@@ -46,6 +54,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="data directory holding MNIST")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    sitting = record.start(__file__)
     digits = load_mnist("train", args.data_dir, download=False).images
     standard, crevnet = StandardGenerator(), CrevNetGenerator()
     dataset = MovingMNIST(digits, length=args.num, seed=0, num_frames=args.frames)
@@ -65,7 +74,7 @@ def main() -> None:
         "python": platform.python_version(),
         "data_dir": str(resolve_data_dir(args.data_dir)),
     }
-    print(json.dumps(result))
+    print(json.dumps(sitting.stamp(result)))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -36,6 +38,12 @@ from crevnet.deploy.backends import AUTO, pick_backend
 from crevnet.deploy.backends import BACKENDS as STREAM_BACKENDS
 from crevnet.nn import CrevNet, load_config
 from crevnet.nn.stream import FrameStream
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 BACKENDS = (AUTO, *STREAM_BACKENDS, "predict")
 
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = CrevNet(load_config(args.config)).to(device).eval()
     for backend in args.backend:
+        sitting = record.start(__file__, argv)
         row = {
             "config": args.config,
             "batch": args.batch,
@@ -144,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             "size": args.size,
             "frames": args.frames,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
             **bench(backend, model, args, device),
         }
-        print(json.dumps(row), flush=True)
+        print(json.dumps(sitting.stamp(row)), flush=True)
     return 0
 
 

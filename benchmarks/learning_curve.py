@@ -7,10 +7,12 @@ checkpoint, and the final weights, are scored on the first ``--num`` sequences o
 (``--images fashion_mnist``: Moving Fashion-MNIST's) next to the zeros and copy-last baselines, or, with
 ``--test-set DIR``, on the held-out test clips of a folder the config trained on (the split the
 checkpoints record), next to zeros, copy-last and the mean of the context. Writes, under
-``benchmarks/results/`` (``--results-dir``):
+``--results-dir`` (default ``benchmarks/results/``; a kept run goes to
+``benchmarks/results/<experiment>/<machine>/``, see ``docs/results/index.md``):
 
-* ``learning_curve_<name>.json``: the points (minutes, step, MSE, SSIM), the baselines, the fit's wall
-  time, its report, the load average and the command;
+* ``learning_curve_<name>.json``: the record fields of ``benchmarks/record.py`` (machine, torch, commit,
+  date, load before and after the fit, command), then the points (minutes, step, MSE, SSIM), the
+  baselines, the fit's wall time and its report;
 * ``learning_curve_<name>.png``: test MSE (and the baselines) against training minutes.
 
 Usage (2 CPU cores; the 15-minute quickstart and a 60-minute run of the same config family)::
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -38,6 +39,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -190,13 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads((results / f"learning_curve_{args.name}.json").read_text())
         _plot(result["points"], _title(result), results / f"learning_curve_{args.name}.png")
         return 0
-    command = "python benchmarks/learning_curve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    load_before = os.getloadavg()
+    sitting = record.start(__file__, argv)
     run_root = args.runs_dir / f"learning_curve_{args.name}"
     fit_seconds = None
     if not args.eval_only:
         fit_seconds, run_root = _fit(args.config, run_root, args.minutes, args.every, extra)
-    load_after = os.getloadavg()
+    load_after = record.load_1min()
 
     test, context, horizon = _test_set(
         args.test_set, args.images, args.num, run_root / "checkpoints" / "last.ckpt", _data_dir(extra)
@@ -212,14 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         points.append(_point(report, report["train_seconds"] / 60.0, report["global_step"]))
     points.sort(key=lambda p: p["minutes"])
     result = {
-        "command": command,
+        **sitting.stamp({}, load_after=load_after),  # load_after: when the fit ended, before the scoring
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
         "test_set": test.name,
         "num_sequences": len(test),
         "fit_wall_seconds": fit_seconds,
         "threads": torch.get_num_threads(),
-        "load_average_before": list(load_before),
-        "load_average_after": list(load_after),
         "points": points,
         "report": report,
     }

@@ -8,7 +8,8 @@ The sweep (batch 1/8/16 × frames 10/20/40 per mode, then the depth of the encod
 batch 8 and 20 frames), with a plot::
 
     python benchmarks/memory.py --config configs/mmnist_crevnet3d.yaml --sweep --threads 2 \\
-        --plot benchmarks/results/memory.png > benchmarks/results/memory.jsonl
+        --plot benchmarks/results/memory/MACHINE/modes_paper3d.png \\
+        > benchmarks/results/memory/MACHINE/modes_paper3d.jsonl
 
 Fields: ``saved_mb_per_sample`` is what autograd keeps for backward over the training loss
 (``crevnet.nn.SavedTensorCounter``, each storage once, the parameters left out), divided by the batch;
@@ -37,6 +38,12 @@ from pathlib import Path
 import torch
 
 from crevnet.nn import CrevNet, CrevNetConfig, MemorySaving, SavedTensorCounter, load_config
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 MODES = [m.value for m in MemorySaving]
 SWEEP_BATCHES = (1, 8, 16)
@@ -121,8 +128,6 @@ def run_here(args: argparse.Namespace) -> dict[str, object]:
         row["rss_before_mb"] = None if rss_before is None else round(rss_before, 1)
         peak_rss = proc_status_mb("VmHWM")
         row["peak_rss_mb"] = None if peak_rss is None else round(peak_rss, 1)
-    row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
-    row["torch"] = torch.__version__
     if args.note:
         row["note"] = args.note
     return row
@@ -267,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs = sweep_runs(args) if args.sweep else [{}]
     rows = []
+    sitting = record.start(__file__, argv)
     for override in runs:
         if args.same_process:
             row = run_here(argparse.Namespace(**{**vars(args), **override}))
         else:
             row = run_fresh(args, **override)
+        row = sitting.stamp(row)
+        sitting = sitting.again()
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.plot:

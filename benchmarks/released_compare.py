@@ -43,7 +43,12 @@ from pathlib import Path
 
 import torch
 
-from crevnet.models.device import cpu_name
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
+
 
 VARIANTS = ("released", "off", "encoder", "full")
 PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mmnist_crevnet3d.yaml"
@@ -204,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.released).is_dir():
         parser.error(f"--released {args.released}: not a folder (see this script's docstring)")
     medians: dict[str, list[float]] = {v: [] for v in args.variants}
+    run = sitting = record.start(__file__, argv)
     for _ in range(args.rounds):
         for variant in args.variants:
             argv_child = [sys.executable, str(Path(__file__).resolve()), "--variant", variant]
@@ -215,15 +221,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"{variant} run failed:\n{out.stderr[-2000:]}")
             row = json.loads(out.stdout.strip().splitlines()[-1])
             medians[variant].append(float(row["step_s"]))
-            print(json.dumps(row), flush=True)
+            print(json.dumps(sitting.stamp(row)), flush=True)
+            sitting = sitting.again()
     summary = {v: round(statistics.median(ts), 6) for v, ts in medians.items()}
-    line: dict[str, object] = {"summary_step_s": summary, "cpu": cpu_name(), "torch": torch.__version__}
+    line: dict[str, object] = {"summary_step_s": summary}
     if "released" in summary:
         released = summary["released"]
         line["ratio_to_released"] = {
             v: round(t / released, 3) if released > 0 else None for v, t in summary.items()
         }
-    print(json.dumps(line), flush=True)
+    print(json.dumps(run.stamp(line)), flush=True)
     return 0
 
 

@@ -26,10 +26,17 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 from crevnet.nn import Encoder, EncoderConfig, SavedTensorCounter
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 CONFIGS: dict[str, EncoderConfig] = {
     "paper3d": EncoderConfig(),
@@ -174,8 +181,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.configs:
+        sitting = record.start(__file__)
         row = measure(name, CONFIGS[name], args.batch, args.steps, args.threads, args.rss_batch)
-        print(json.dumps(row), flush=True)
+        print(json.dumps(sitting.stamp(row)), flush=True)
 
 
 if __name__ == "__main__":

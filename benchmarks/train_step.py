@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -61,12 +60,17 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from crevnet.models.device import cpu_name
 from crevnet.nn import CrevNet, MemorySaving, load_config
 from crevnet.nn.conv import native_backward
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import SamplingCurriculum
 from crevnet.train.threads import ThreadTuner, usable_cores
+
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
 
 
 def matmul_peak_gflops(sizes: tuple[int, ...] = (1024, 2048), reps: int = 8) -> float:
@@ -272,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     sampling_prob = fit["sampling"].probability(args.progress)
 
     torch.set_num_threads(args.threads)
-    cpu = cpu_name()
     torch.manual_seed(0)
     cfg = load_config(args.config)
     model = CrevNet(cfg)
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     c = cfg.encoder.in_channels
     video = torch.rand(args.batch, args.frames, c, args.size, args.size)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    load_before = os.getloadavg()
+    sitting = record.start(__file__, argv)
 
     context = min(int(fit["context"]), args.frames - 1)
     gen = torch.Generator().manual_seed(0)
@@ -395,12 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         "conv_backward": args.conv_backward,
         "compile": args.compile,
         "warmup_s": [round(t, 3) for t in warmups],
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "cpu": cpu,
-        "torch": torch.__version__,
     }
-    print(json.dumps(result))
+    print(json.dumps(sitting.stamp(result)))
     return 0
 
 

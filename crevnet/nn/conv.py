@@ -16,11 +16,11 @@ themselves, so this module computes them with oneDNN's fast *forward* kernel:
 This is the same arithmetic in another order (equal to the native backward to rounding; tested in
 float64 against ``torch.autograd.gradcheck`` and against PyTorch's own backward). The fast path is
 taken only where it is valid and was measured to pay off (``benchmarks/conv_backward.py``,
-``benchmarks/results/conv_backward.jsonl``): CPU tensors, float32/float64, no autocast, 3-D, kernel
+``benchmarks/results/conv_backward/epyc_avx2/``): CPU tensors, float32/float64, no autocast, 3-D, kernel
 > 1, stride 1, dilation 1, one group, symmetric zero padding. On the paper model's 3×3×3 convs
 forward + backward was 1.3-3.1× faster on 2 threads of an AVX2-only AMD EPYC; on an AVX-512 Intel
 Xeon, where oneDNN has fast backward kernels, only the narrow ones gained (in · out <= 64: 2.3-2.9×)
-and the RPM's wide ones were 0.7× (``conv_backward_xeon.jsonl``), so on AVX-512 CPUs the wide 3-D
+and the RPM's wide ones were 0.7× (``conv_backward/xeon/``), so on AVX-512 CPUs the wide 3-D
 convs keep oneDNN's backward. Its 1×1×1 convs (0.8×) were slower, so they keep PyTorch's own
 backward, as do CUDA (cuDNN's backward is fast), strided convs and autocast. Of the 2-D model's
 convs only the full-resolution ones with one or two channels in and out gain (the first
@@ -34,7 +34,7 @@ over ``C·T`` channels whose kernel holds the 3-D kernel's time slices in a band
 AVX-512 CPUs oneDNN's 2-D kernels run the encoder's narrow convs (``in · out <= 64``, on 32×32 and
 16×16 grids) 1.25-2.4× faster that way, forward and backward, than crevnet's 3-D path and 2.4-6× faster
 than oneDNN's 3-D one; on its 8×8 stage (``in · out`` 256-512) oneDNN's own 3-D conv was faster
-(``benchmarks/results/conv_backward_fold_xeon.jsonl``). Traced, exported and compiled graphs keep the
+(``benchmarks/results/conv_backward/xeon/``). Traced, exported and compiled graphs keep the
 plain ``Conv3d``; compiled graphs also skip :func:`conv_same`'s backward (one graph, no break).
 
 :func:`native_backward` switches the fast paths off inside a ``with`` block (for comparisons and
@@ -226,7 +226,7 @@ _WIDE_3D = 64  # in_channels · out_channels above which a 3-D conv keeps oneDNN
 @functools.cache
 def _avx512_cpu() -> bool:
     # oneDNN's own backward of the wide 3-D convs is fast where it has AVX-512 kernels (an Intel Xeon:
-    # crevnet's path measured 0.69-0.76x there, benchmarks/results/conv_backward_xeon.jsonl) and slow
+    # crevnet's path measured 0.69-0.76x there, benchmarks/results/conv_backward/xeon/) and slow
     # on AVX2-only CPUs (an AMD EPYC: 1.3-1.8x faster with crevnet's path).
     return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
