@@ -2,7 +2,7 @@
 
 Every function takes a prediction and a target video of shape ``(B, T, C, H, W)`` with values on
 the [0, 1] scale and returns one value per frame, shape ``(B, T)``, in float64. The definitions
-(DESIGN.md section 5):
+(also on the documentation site's metrics page, ``docs/metrics.md``):
 
 * **MSE / MAE**: per frame, the *sum* over C·H·W of the squared / absolute error, on the raw
   (unclipped) prediction. This is how OpenSTL and most Moving MNIST papers report them, so the
