@@ -1,5 +1,4 @@
-"""crevnet.models.checkpoint: a CrevNet out of a real Lightning checkpoint, and one clear error per bad
-file."""
+"""crevnet.models.checkpoint: a CrevNet out of a real Lightning checkpoint, one clear error per bad file."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""crevnet.data.grid.tile: the one picture-grid builder, checked pixel by pixel against the layout it
-promises."""
+"""crevnet.data.grid.tile: the one picture-grid builder, checked pixel by pixel against its layout."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``crevnet evaluate``: parse the arguments of :func:`crevnet.evaluation.evaluate.evaluate_checkpoint`,
-call it, print.
+"""``crevnet evaluate``: parse the arguments of
+:func:`crevnet.evaluation.evaluate.evaluate_checkpoint`, call it, print.
 
 Usage::
 

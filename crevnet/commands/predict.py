@@ -1,6 +1,6 @@
 """``crevnet predict [--stream]``: parse the arguments, call
-:func:`crevnet.inference.predict.predict_file` (or
-:func:`crevnet.deploy.stream.run_stream` with ``--stream``), print what was done.
+:func:`crevnet.inference.predict.predict_file` (or :func:`crevnet.deploy.stream.run_stream` with
+``--stream``), print what was done.
 
 Usage::
 

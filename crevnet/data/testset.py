@@ -174,7 +174,7 @@ class TestSet:
     name: str  # printed by every report, e.g. "surrogate test set (seed 1234, N=500)"
     is_surrogate: bool  # True when generated rather than the standard file
     path: Path | None = None  # the file read, if any
-    # keys of crevnet.evaluation.evaluate.BASELINES this set is scored against (real video adds
+    # keys of crevnet.evaluation.report.BASELINES this set is scored against (real video adds
     # "mean_context")
     baselines: tuple[str, ...] = ("zeros", "copy_last")
 

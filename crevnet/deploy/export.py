@@ -18,9 +18,8 @@ fixed at export (``--size``, default the checkpoint's training frame size). ``ma
 all of it (names, shapes, window, state size, frame size, and ``framing``: how the checkpoint's training
 frames were brought to that size from clips of other sizes, "center_crop" or "resize", null when not
 recorded, so that a consumer frames its video the way ``crevnet predict`` would) and ``README.md`` in the
-same folder says it in words. :func:`crevnet.deploy.loader.load_exported` rolls the graphs out with ONNX
-Runtime or
-TorchScript through the very same streaming code as PyTorch (tested to ≤ 1e-4 over 10 frames).
+same folder says it in words. :func:`crevnet.deploy.loader.load_exported` rolls the graphs out with
+ONNX Runtime or TorchScript through the very same streaming code as PyTorch (tested to ≤ 1e-4 over 10 frames).
 
 ``onnx`` needs the optional extra ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript),
 imported here only when exporting to ONNX. Every file is written to a temporary name, checked (ONNX

@@ -3,13 +3,11 @@
 For every test sequence the first ``context`` frames are observed and the next ``horizon`` frames
 are predicted by the model, by "zeros" (black frames) and by "copy last frame" (a folder of clips
 adds "mean of context": the test set's ``baselines``); all are scored with
-:class:`crevnet.evaluation.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL reports
-them, PSNR,
-Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
+:class:`crevnet.evaluation.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL
+reports them, PSNR, Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
 (``metrics.json``, ``report.md``, ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``,
-``samples/``) are written by :func:`crevnet.evaluation.report.write_report` (re-exported here), as one
-folder that
-appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
+``samples/``) are written by :func:`crevnet.evaluation.report.write_report` (re-exported here), as
+one folder that appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
 :func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too;
 :func:`evaluate_checkpoint` is the whole of ``crevnet evaluate`` (its command line is
 :mod:`crevnet.commands.evaluate`).
@@ -213,7 +211,7 @@ class CheckpointEvaluation:
         results: the JSON-ready results of :func:`evaluate_model`, with ``checkpoint`` first.
         out: the report folder.
         written: name -> path of every file of the report (see
-        :func:`crevnet.evaluation.report.write_report`).
+            :func:`crevnet.evaluation.report.write_report`).
     """
 
     results: dict[str, Any]

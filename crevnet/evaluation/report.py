@@ -1,8 +1,8 @@
 """The one report writer: metrics beside the baselines, a verdict that weighs every metric, pictures.
 
-Used by ``crevnet evaluate`` (:func:`crevnet.evaluation.evaluate.main`) and by ``crevnet fit``'s
-end-of-run report
-(:class:`crevnet.train.callbacks.FitReport` through :func:`crevnet.train.end_of_fit.report_model`).
+Used by ``crevnet evaluate`` (:func:`crevnet.evaluation.evaluate.evaluate_checkpoint`) and by
+``crevnet fit``'s end-of-run report (:class:`crevnet.train.callbacks.FitReport` through
+:func:`crevnet.train.end_of_fit.report_model`).
 :func:`write_report` writes, into one folder that appears whole or not at all
 (:func:`crevnet.io.atomic.atomic_folder`):
 
@@ -133,8 +133,7 @@ def verdict(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The ``report.md`` text for ``results`` (as returned by
-    :func:`crevnet.evaluation.evaluate.evaluate_model`)."""
+    """The ``report.md`` text for ``results`` (from :func:`crevnet.evaluation.evaluate.evaluate_model`)."""
     name = results["test_set"]
     lines = ["# CrevNet evaluation", ""]
     if results.get("surrogate"):

@@ -65,8 +65,7 @@ _CHANNEL_NAMES = {1: "grey", 3: "RGB"}
 Size = str | tuple[int, int]
 
 RESIZE_CHOICES = ("train", *FRAMINGS)
-"""``resize`` values: the checkpoint's training framing, or one of
-:data:`~crevnet.models.checkpoint.FRAMINGS`."""
+"""``resize`` values: the checkpoint's training framing, or one of :data:`FRAMINGS`."""
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,9 @@
 :func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the test set's baselines ("zeros",
 "copy last frame"; a folder of clips adds "mean of context") on a Moving MNIST test set or a loaded
 :class:`~crevnet.data.testset.TestSet` (a data module's own) with
-:func:`crevnet.evaluation.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and writes
-them with
-the one report writer, :func:`crevnet.evaluation.report.write_report` (the same files as ``crevnet
-evaluate``).
+:func:`crevnet.evaluation.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and
+writes them with the one report writer, :func:`crevnet.evaluation.report.write_report` (the same files
+as ``crevnet evaluate``).
 ``crevnet fit`` calls it at the end of training (callback :class:`crevnet.train.callbacks.FitReport`);
 other tools may call it on any model.
 """

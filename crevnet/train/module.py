@@ -1,10 +1,10 @@
 """``CrevNetModule``: the thin LightningModule around the pure :class:`crevnet.nn.CrevNet`.
 
 It holds no model code: the loss is ``CrevNet.loss`` (the paper's summed per-window MSE), validation
-and test predictions are ``CrevNet.predict`` and the metrics come from :mod:`crevnet.evaluation.metrics`.
-What it
-adds is training glue: Adam, the learning-rate schedule and the scheduled-sampling curriculum as
-functions of training progress, logging, and a check that a checkpoint belongs to the same model.
+and test predictions are ``CrevNet.predict`` and the metrics come from
+:mod:`crevnet.evaluation.metrics`. What it adds is training glue: Adam, the learning-rate schedule and
+the scheduled-sampling curriculum as functions of training progress, logging, and a check that a
+checkpoint belongs to the same model.
 """
 
 from __future__ import annotations
