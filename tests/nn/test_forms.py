@@ -179,3 +179,16 @@ def test_default_is_the_irevnet_form_and_the_paper_encoder_is_unchanged():
     enc = Encoder(cfg)
     assert sum(p.numel() for p in enc.parameters()) == 104_516
     assert all(name.startswith("blocks.") and ".f." in name for name, _ in enc.named_parameters())
+
+
+@pytest.mark.parametrize("channels", [4, 16, 64])
+def test_invconv_export_inverse_by_products_equals_the_triangular_solves(channels, monkeypatch):
+    # inside torch.onnx.export the inverse is built from matrix products (ONNX has no triangular solve)
+    torch.manual_seed(0)
+    conv = InvertibleConv1x1(channels, 2)
+    solved = conv.inverse_weight()
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    by_products = conv.inverse_weight()
+    torch.testing.assert_close(by_products, solved, rtol=0, atol=2e-6)
+    eye = torch.eye(channels, dtype=torch.float64)
+    assert (conv.double().weight() @ conv.inverse_weight() - eye).abs().max() < 1e-12
