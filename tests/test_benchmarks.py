@@ -407,3 +407,47 @@ def test_inference_compiled_backend_exports_whole_graphs(tiny_config, capsys, mo
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["backend"] == "compiled" and row["frames_per_s"] > 0
     assert len(compiled) == 3 and all(isinstance(m, torch.nn.Module) for m in compiled)
+
+
+def test_forms_prints_one_row_per_form_depth_and_dtype(tmp_path, capsys):
+    bench = _load("forms")
+    config = tmp_path / "tiny2d.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "net": {
+                        "encoder": {"dims": 2, "stages": [1, 1], "strides": [1, 2], "channels": [2, 8]},
+                        "predictor": {"layers": 1, "cell": "conv_lstm"},
+                        "window": 1,
+                    },
+                    "lr": 1e-3,
+                }
+            }
+        )
+    )
+    argv = ["--config", str(config), "--forms", "irevnet", "affine", "--invconv", "--depths", "1", "2"]
+    argv += ["--steps", "2", "--batch", "2", "--frames", "4", "--size", "16", "--test-batch", "2"]
+    assert bench.main([*argv, "--digits", "synthetic", "--threads", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 2 * 2 * 2 * 2  # mixing × form × depth × dtype
+    for row in rows:
+        for key in (
+            "round_trip_init",
+            "round_trip_trained",
+            "log_det_std",
+            "params",
+            "step_s",
+            "saved_bytes_per_sample_off",
+            "saved_bytes_per_sample_encoder",
+            "torch",
+            "date",
+        ):
+            assert key in row, key
+        assert row["saved_bytes_per_sample_encoder"] < row["saved_bytes_per_sample_off"]
+        tol = 1e-12 if row["dtype"] == "float64" else 1e-4
+        assert max(row["round_trip_trained"]) <= tol
+        if row["coupling"] == "irevnet" and row["mixing"] == "fixed":
+            assert row["log_det_mean"] == row["log_det_std"] == 0.0
+    deeper = {(r["coupling"], r["mixing"], r["depth"]): r["params"] for r in rows}
+    assert deeper[("affine", "fixed", 2)] > deeper[("affine", "fixed", 1)]

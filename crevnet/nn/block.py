@@ -8,13 +8,13 @@ Inverse: ``x2 = S⁻¹(x2')``, ``x1 = S⁻¹(y1 - F(x2))``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from crevnet.nn.conv import conv_class
-from crevnet.nn.coupling import merge_halves, split_halves
+from crevnet.nn.coupling import BlockSpec, PairBijection, check_block_channels, merge_halves, split_halves
 from crevnet.nn.reshape import depth_to_space, space_to_depth
 
 __all__ = ["IRevNetBlock", "NormKind", "ResidualFunction", "make_norm"]
@@ -101,8 +101,12 @@ class ResidualFunction(nn.Sequential):
             layers[-1].weight.mul_(init_scale)
 
 
-class IRevNetBlock(nn.Module):
-    """One i-RevNet block, optionally downsampling by 2 with space-to-depth.
+class IRevNetBlock(PairBijection):
+    """One i-RevNet block, optionally downsampling by 2 with space-to-depth (the ``irevnet`` form).
+
+    An additive coupling (NICE) whose residual function reads the passive half at full resolution
+    with a strided conv, followed by the swap of the halves; ``log|det J| = 0`` (psi and the swap are
+    permutations, the coupling is unit triangular).
 
     Args:
         dims: 2 or 3 (convolution rank).
@@ -133,18 +137,32 @@ class IRevNetBlock(nn.Module):
         init_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
-        expected = in_channels * (4 if stride == 2 else 1)
-        if out_channels != expected:
-            raise ValueError(
-                f"an i-RevNet block with stride {stride} and {in_channels} channels per half must "
-                f"output {expected} channels per half (the map is a bijection), got {out_channels}"
-            )
+        check_block_channels(in_channels, out_channels, stride, "an i-RevNet block")
         self.stride = stride
         self.f = ResidualFunction(
             dims, in_channels, out_channels, stride, mult, kernel_size, norm, not first, init_scale
         )
+
+    volume_preserving: ClassVar[bool] = True
+
+    @classmethod
+    def from_spec(cls, spec: BlockSpec) -> IRevNetBlock:
+        """Build from a :class:`~crevnet.nn.coupling.BlockSpec` (``spec.clamp`` is not used)."""
+        return cls(
+            spec.dims,
+            spec.in_channels,
+            spec.out_channels,
+            spec.stride,
+            spec.mult,
+            spec.kernel_size,
+            spec.norm,  # type: ignore[arg-type]
+            spec.first,
+            spec.init_scale,
+        )
+
+    def log_abs_det_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        """0 for every sample: the block is volume-preserving (shape (B,))."""
+        return x.new_zeros(x.shape[0])
 
     def forward_pair(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward on halves: returns ``(S(x2), S(x1) + F(x2))``."""
@@ -197,9 +215,3 @@ class IRevNetBlock(nn.Module):
         y2 = ((space_to_depth(x1) if down else x1) + fx2.detach()).detach().requires_grad_(True)
         x1_re = y2 - fx2
         return (y1, y2), merge_halves(depth_to_space(x1_re) if down else x1_re, x2_re)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return merge_halves(*self.forward_pair(*split_halves(x)))
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return merge_halves(*self.inverse_pair(*split_halves(y)))

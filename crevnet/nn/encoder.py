@@ -1,7 +1,10 @@
-"""The bijective two-way autoencoder of CrevNet: i-RevNet blocks stacked in stages.
+"""The bijective two-way autoencoder of CrevNet: reversible coupling blocks stacked in stages.
 
 ``Encoder.forward`` maps frames to features and ``Encoder.inverse`` maps features back to frames with
-the same weights: the inverse *is* the decoder, and nothing is lost (CrevNet, sec. 3.1).
+the same weights: the inverse *is* the decoder, and nothing is lost (CrevNet, sec. 3.1). The blocks are
+i-RevNet blocks by default; ``EncoderConfig.coupling`` and ``EncoderConfig.mixing`` choose another
+reversible form (:mod:`crevnet.nn.forms`), and :meth:`Encoder.log_abs_det_jacobian` sums the blocks'
+log-determinants.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from crevnet.nn.block import IRevNetBlock, NormKind
-from crevnet.nn.coupling import merge_halves, split_halves
+from crevnet.nn.block import NormKind
+from crevnet.nn.coupling import BlockSpec, PairBijection, merge_halves, split_halves
+from crevnet.nn.forms import COUPLINGS, MIXINGS
 from crevnet.nn.memory import ReversibleStep, reversible_chain
 from crevnet.nn.reshape import check_divisible, depth_to_space, space_to_depth
 
-__all__ = ["Encoder", "EncoderConfig"]
+__all__ = ["MAX_CLAMP", "Encoder", "EncoderConfig"]
+
+MAX_CLAMP = 2.0
+"""Largest soft-clamp bound ``EncoderConfig.clamp`` accepts (FrEIA's default bound). A scaled block
+multiplies a number by up to ``e^clamp`` and its inverse amplifies the float32 rounding of the shift by
+as much, block after block. With every scale saturated (sub-networks at 8× the default initialisation,
+a 3-block 2-D affine encoder on 64×64 frames) the float32 round trip was 2.3e-4 at clamp 1, 8.0e-4 at 2,
+1.3e-2 at 4, 0.92 at 6 and 23 at 8, against 2.4e-4 for the RevNet form at the same initialisation; so
+larger bounds are refused (``docs/reversible-forms.md``)."""
 
 
 def _full_precision(device: torch.device) -> AbstractContextManager[object]:
@@ -44,6 +56,14 @@ class EncoderConfig:
         init_scale: scale of the last conv of every residual function at initialisation. PyTorch's
             default (1.0) gives a float32 round-trip error of ~1.5e-5 on the paper encoder; 0.25 gives
             ~5e-7 (measured by ``benchmarks/reversibility.py``) and leaves the parameter count alone.
+        coupling: the reversible form of every block, a key of :data:`crevnet.nn.forms.COUPLINGS`:
+            "irevnet" (CrevNet's i-RevNet block, default), "additive" (NICE), "revnet", "affine"
+            (RealNVP/Glow) or "irn" (Invertible Image Rescaling).
+        mixing: what mixes the channels between blocks, a key of :data:`crevnet.nn.forms.MIXINGS`:
+            "fixed" (the swap of halves inside every block, default) or "invconv" (also Glow's learned
+            invertible 1×1 convolution before every block).
+        clamp: bound ``c`` of the soft-clamped log-scale ``c·tanh(raw / c)`` of "affine" and "irn", in
+            (0, :data:`MAX_CLAMP`]; a larger one would make the float32 inverse lossy.
 
     Memory saving is not a field: it is a run option, the ``memory_saving`` argument of
     :meth:`Encoder.forward` and :meth:`Encoder.inverse`.
@@ -59,6 +79,9 @@ class EncoderConfig:
     kernel_size: int = 3  # odd
     norm: NormKind = "group"  # "group" | "batch" | "none"
     init_scale: float = 0.25  # last conv of each F scaled at init: keeps the fp32 inverse tight
+    coupling: str = "irevnet"  # "irevnet" | "additive" | "revnet" | "affine" | "irn"
+    mixing: str = "fixed"  # "fixed" (swap of halves) | "invconv" (Glow's learned 1x1 conv)
+    clamp: float = 2.0  # bound of the affine / irn log-scale, c·tanh(raw / c); at most MAX_CLAMP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -82,6 +105,18 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.init_scale must be > 0, got {self.init_scale}")
         if self.norm not in ("group", "batch", "none"):
             raise ValueError(f"EncoderConfig.norm must be group, batch or none, got {self.norm!r}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(
+                f"EncoderConfig.coupling must be one of {', '.join(COUPLINGS)}, got {self.coupling!r}"
+            )
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"EncoderConfig.mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}")
+        if not 0 < self.clamp <= MAX_CLAMP:  # also refuses nan and inf
+            raise ValueError(
+                f"EncoderConfig.clamp must be in (0, {MAX_CLAMP:g}], got {self.clamp!r}: the affine and irn "
+                f"forms multiply by up to exp(clamp) per block, and beyond exp({MAX_CLAMP:g}) their float32 "
+                "inverse is no longer exact (docs/reversible-forms.md)"
+            )
         total = self.in_channels * d * d
         if total % 2:
             raise ValueError(f"in_channels·init_downsample² = {total} must be even to split into two halves")
@@ -111,7 +146,11 @@ class EncoderConfig:
 
 
 class Encoder(nn.Module):
-    """Bijective i-RevNet encoder; ``inverse`` is the decoder (CrevNet eq. 1–2).
+    """Bijective encoder of reversible blocks; ``inverse`` is the decoder (CrevNet eq. 1–2).
+
+    ``blocks`` holds the invertible steps in order: with ``mixing="fixed"`` one coupling block per
+    stage entry (parameter names ``blocks.{i}.*`` as in every earlier checkpoint), with
+    ``mixing="invconv"`` an :class:`~crevnet.nn.invconv.InvertibleConv1x1` before each of them.
 
     Args:
         config: the encoder's shape; see :class:`EncoderConfig`.
@@ -125,24 +164,26 @@ class Encoder(nn.Module):
     def __init__(self, config: EncoderConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or EncoderConfig()
-        blocks: list[IRevNetBlock] = []
+        form = COUPLINGS[config.coupling]
+        mixing = MIXINGS[config.mixing]
+        blocks: list[PairBijection] = []
         c = config.in_channels * config.init_downsample**2 // 2
         for n, stride, c_out in zip(config.stages, config.strides, config.channels, strict=True):
             for j in range(n):
-                s = stride if j == 0 else 1
-                blocks.append(
-                    IRevNetBlock(
-                        config.dims,
-                        c,
-                        c_out if j == 0 else c,
-                        s,
-                        config.mult,
-                        config.kernel_size,
-                        config.norm,
-                        first=not blocks,
-                        init_scale=config.init_scale,
-                    )
+                spec = BlockSpec(
+                    config.dims,
+                    c,
+                    c_out if j == 0 else c,
+                    stride if j == 0 else 1,
+                    config.mult,
+                    config.kernel_size,
+                    config.norm,
+                    first=not blocks,
+                    init_scale=config.init_scale,
+                    clamp=config.clamp,
                 )
+                blocks += mixing(2 * c, config.dims)
+                blocks.append(form.from_spec(spec))
                 c = c_out
         self.blocks = nn.ModuleList(blocks)
 
@@ -172,10 +213,13 @@ class Encoder(nn.Module):
 
     # -- steps ------------------------------------------------------------------------------------
     def _steps(self) -> list[ReversibleStep]:
-        return [ReversibleStep(b.forward, b.inverse, b, b.replay_forward) for b in self.blocks]
+        return [ReversibleStep(b.forward, b.inverse, b, b.replay_forward) for b in self._blocks()]
 
     def _inverse_steps(self) -> list[ReversibleStep]:
-        return [ReversibleStep(b.inverse, b.forward, b, b.replay_inverse) for b in reversed(self.blocks)]
+        return [ReversibleStep(b.inverse, b.forward, b, b.replay_inverse) for b in reversed(self._blocks())]
+
+    def _blocks(self) -> list[PairBijection]:
+        return list(self.blocks)  # type: ignore[arg-type]
 
     def _compute_dtype(self, x: torch.Tensor) -> torch.dtype:
         # Couplings stay in full precision: a bf16/fp16 round trip is far from lossless.
@@ -199,7 +243,7 @@ class Encoder(nn.Module):
             if memory_saving:
                 return reversible_chain(h, self._steps())
             x1, x2 = split_halves(h)
-            for block in self.blocks:
+            for block in self._blocks():
                 x1, x2 = block.forward_pair(x1, x2)
             return merge_halves(x1, x2)
 
@@ -218,9 +262,34 @@ class Encoder(nn.Module):
                 h = reversible_chain(h, self._inverse_steps())
             else:
                 y1, y2 = split_halves(h)
-                for block in reversed(self.blocks):
+                for block in reversed(self._blocks()):
                     y1, y2 = block.inverse_pair(y1, y2)
                 h = merge_halves(y1, y2)
             for _ in range(self.config.init_downsample.bit_length() - 1):
                 h = depth_to_space(h)  # (B, C, [T,] 2H, 2W)
             return h
+
+    def log_abs_det_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        """``log|det ∂forward(x)/∂x|`` of each sample: the sum of the blocks' log-determinants.
+
+        Space-to-depth and the swaps are permutations and add 0; the volume-preserving forms
+        (irevnet, additive, revnet) add 0 too, so with ``mixing="fixed"`` only "affine" and "irn"
+        give a non-zero value. Runs the forward once more than :meth:`forward` (each block's
+        log-det is computed from its input), with a graph when gradients are enabled.
+
+        Args:
+            x: frames, as for :meth:`forward`.
+
+        Returns:
+            Shape (B,), in the encoder's compute dtype (float32 for half-precision input).
+        """
+        self._check_input(x)
+        with _full_precision(x.device):
+            h = x.to(self._compute_dtype(x))
+            for _ in range(self.config.init_downsample.bit_length() - 1):
+                h = space_to_depth(h)  # (B, 4C, [T,] H/2, W/2): a permutation, log-det 0
+            total = h.new_zeros(h.shape[0])
+            for block in self._blocks():
+                total = total + block.log_abs_det_jacobian(h)
+                h = block(h)
+            return total
