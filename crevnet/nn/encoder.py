@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -44,6 +45,11 @@ class EncoderConfig:
         init_scale: scale of the last conv of every residual function at initialisation. PyTorch's
             default (1.0) gives a float32 round-trip error of ~1.5e-5 on the paper encoder; 0.25 gives
             ~5e-7 (measured by ``benchmarks/reversibility.py``) and leaves the parameter count alone.
+        kind: "reversible" (default, this bijective encoder; its inverse is the decoder) or
+            "conventional" (the paper's ablation: a lossy strided-conv encoder and transposed-conv
+            decoder with the same latent shape and about the same parameters and MACs,
+            :mod:`crevnet.nn.conventional`). The other fields describe the reversible encoder either
+            way: the conventional pair is sized from it.
 
     Memory saving is not a field: it is a run option, the ``memory_saving`` argument of
     :meth:`Encoder.forward` and :meth:`Encoder.inverse`.
@@ -59,6 +65,7 @@ class EncoderConfig:
     kernel_size: int = 3  # odd
     norm: NormKind = "group"  # "group" | "batch" | "none"
     init_scale: float = 0.25  # last conv of each F scaled at init: keeps the fp32 inverse tight
+    kind: Literal["reversible", "conventional"] = "reversible"  # bijective | lossy ablation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -80,6 +87,8 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.stages must all be >= 1, got {self.stages}")
         if not self.init_scale > 0:
             raise ValueError(f"EncoderConfig.init_scale must be > 0, got {self.init_scale}")
+        if self.kind not in ("reversible", "conventional"):
+            raise ValueError(f"EncoderConfig.kind must be reversible or conventional, got {self.kind!r}")
         if self.norm not in ("group", "batch", "none"):
             raise ValueError(f"EncoderConfig.norm must be group, batch or none, got {self.norm!r}")
         total = self.in_channels * d * d
