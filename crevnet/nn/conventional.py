@@ -73,16 +73,17 @@ def reversible_cost(config: EncoderConfig) -> tuple[int, int]:
 
     MACs are per sample for one latent pixel, i.e. an input of ``D×D`` frames (``D =
     config.downsample``) and, in 3-D, one time step; every conv is "same" padded, so the MACs of an
-    ``H×W`` (``T``-step) input are these times ``T·H·W/D²``. Counted from the built encoder's conv
-    layers on a ``meta`` tensor (nothing is computed): output elements × input channels × kernel volume.
+    ``H×W`` (``T``-step) input are these times ``T·H·W/D²``. Counted from the conv layers of the
+    encoder built and run once on a ``2D×2D`` input: output elements × input channels × kernel volume
+    (the global random state is left as it was).
 
     Returns:
         ``(parameters, macs)``.
     """
-    with torch.device("meta"):
+    with torch.random.fork_rng(devices=[]):
         encoder = Encoder(config)  # the reversible encoder whatever config.kind says
-        d = config.downsample
-        shape = (1, config.in_channels, *((1,) if config.dims == 3 else ()), d, d)
+        side = 2 * config.downsample  # a 2×2 latent: a 1×1 grid would trip GroupNorm(1, 1)
+        shape = (1, config.in_channels, *((1,) if config.dims == 3 else ()), side, side)
         macs = 0
 
         def count(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -95,10 +96,10 @@ def reversible_cost(config: EncoderConfig) -> tuple[int, int]:
             m.register_forward_hook(count) for m in encoder.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))
         ]
         with torch.no_grad():
-            encoder(torch.empty(shape))
+            encoder(torch.zeros(shape))
         for hook in hooks:
             hook.remove()
-    return sum(p.numel() for p in encoder.parameters()), macs
+    return sum(p.numel() for p in encoder.parameters()), macs // 4
 
 
 def conventional_cost(config: EncoderConfig, widths: tuple[int, ...]) -> tuple[int, int, int]:
