@@ -94,3 +94,18 @@ def test_the_module_refuses_memory_saving_in_one_line(mode: str) -> None:
     assert "\n" not in message
     assert message.startswith(f"CrevNetModule: memory_saving '{mode}' is not available with encoder.kind")
     assert message.endswith("pass memory_saving off")
+
+
+def test_a_checkpoint_written_before_the_kind_field_is_compatible() -> None:
+    from crevnet.errors import CheckpointError
+    from crevnet.io.checkpoint import check_compatible, config_to_dict
+
+    reversible = CrevNetConfig(encoder=EncoderConfig(dims=2), window=1)
+    saved = config_to_dict(reversible)
+    del saved["encoder"]["kind"]  # what checkpoints written before the option hold
+    check_compatible({"hyper_parameters": {"net": saved}}, reversible, "old.ckpt")
+    with pytest.raises(
+        CheckpointError, match=r"encoder\.kind: checkpoint 'reversible', config 'conventional'"
+    ):
+        conventional = CrevNetConfig(encoder=EncoderConfig(dims=2, kind="conventional"), window=1)
+        check_compatible({"hyper_parameters": {"net": saved}}, conventional, "old.ckpt")
