@@ -3,6 +3,7 @@
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
 from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.conv import Conv3d, native_backward
+from crevnet.nn.conventional import ConventionalDecoder, ConventionalEncoder
 from crevnet.nn.coupling import merge_halves, split_halves
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import MemorySaving, ReversibleStep, SavedTensorCounter, recomputed, reversible_chain
@@ -12,6 +13,7 @@ from crevnet.nn.model import (
     CrevNet,
     CrevNetConfig,
     check_horizon,
+    check_memory_saving,
     load_config,
     sliding_windows,
     without_run_options,
@@ -35,6 +37,8 @@ __all__ = [
     "Conv3d",
     "ConvLSTMCell",
     "ConvSigmoidGate",
+    "ConventionalDecoder",
+    "ConventionalEncoder",
     "ConvexUpdate",
     "CrevNet",
     "CrevNetConfig",
@@ -54,6 +58,7 @@ __all__ = [
     "StreamGraphs",
     "TwoConvGate",
     "check_horizon",
+    "check_memory_saving",
     "depth_to_space",
     "load_config",
     "make_norm",
