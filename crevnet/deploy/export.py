@@ -113,6 +113,12 @@ def _readme(manifest: dict[str, Any]) -> str:
         outs = ", ".join(f"`{n}` {tuple(s)}" for n, s in graph["outputs"].items())
         lines.append(f"| `{graph['file']}` ({name}) | {ins} | {outs} |")
     framing = _FRAMING_WORDS.get(manifest.get("framing"), _FRAMING_WORDS[None])
+    if not manifest.get("bijective", True):
+        lines += [
+            "",
+            "The encoder is conventional (`bijective: false`): decode and encode every predicted "
+            "latent before the next step, even once no observed frame is left in its window.",
+        ]
     lines += [
         "",
         f"Frames of another size: {framing}",
@@ -196,6 +202,7 @@ def export_model(
         "frame_size": [h, w],
         "state_size": graphs.state_size,
         "state_channels": graphs.state_channels,
+        "bijective": graphs.bijective,
         "state_names": state_names(graphs.state_size, cfg.predictor.layers),
         "context": context,
         "framing": framing,

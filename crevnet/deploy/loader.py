@@ -135,4 +135,5 @@ def load_exported(folder: str | os.PathLike[str], threads: int = 0) -> StreamGra
         downsample=int(manifest["downsample"]),
         frame_size=(int(manifest["frame_size"][0]), int(manifest["frame_size"][1])),
         state_channels=manifest.get("state_channels"),
+        bijective=bool(manifest.get("bijective", True)),  # absent in exports older than the conventional kind
     )

@@ -13,6 +13,7 @@ given, key by key, leaving out the run options older checkpoints stored in it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -91,6 +92,10 @@ def check_compatible(
         raise CheckpointError(f"{source}: no 'net' hyperparameters (the crevnet model config); {EXPECTED}")
     current = config_to_dict(config) if isinstance(config, CrevNetConfig) else config
     current = config_to_dict(CrevNetConfig.from_dict(current)) if isinstance(current, Mapping) else current
+    # Fields added since the checkpoint was written (e.g. encoder.kind) take their defaults; a config
+    # that does not parse is compared as written, and the differences are named below.
+    with contextlib.suppress(TypeError, ValueError):
+        saved = config_to_dict(CrevNetConfig.from_dict(saved, source=source))
     # Older checkpoints stored the run options memory_saving / bf16 in the config; they describe
     # the same network, so they are left out of the comparison.
     diffs = config_diff(without_run_options(saved), without_run_options(current))

@@ -3,6 +3,7 @@
 from crevnet.nn.block import IRevNetBlock, ResidualFunction, make_norm
 from crevnet.nn.cells import ConvLSTMCell, LSTMState, SpatioTemporalLSTMCell
 from crevnet.nn.conv import Conv3d, native_backward
+from crevnet.nn.conventional import ConventionalDecoder, ConventionalEncoder
 from crevnet.nn.coupling import BlockSpec, PairBijection, merge_halves, split_halves
 from crevnet.nn.encoder import MAX_CLAMP, Encoder, EncoderConfig
 from crevnet.nn.forms import (
@@ -23,6 +24,7 @@ from crevnet.nn.model import (
     CrevNet,
     CrevNetConfig,
     check_horizon,
+    check_memory_saving,
     load_config,
     sliding_windows,
     without_run_options,
@@ -52,6 +54,8 @@ __all__ = [
     "Conv3d",
     "ConvLSTMCell",
     "ConvSigmoidGate",
+    "ConventionalDecoder",
+    "ConventionalEncoder",
     "ConvexUpdate",
     "CouplingBlock",
     "CrevNet",
@@ -76,6 +80,7 @@ __all__ = [
     "StreamGraphs",
     "TwoConvGate",
     "check_horizon",
+    "check_memory_saving",
     "depth_to_space",
     "load_config",
     "make_norm",

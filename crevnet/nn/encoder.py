@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -64,6 +65,11 @@ class EncoderConfig:
             invertible 1×1 convolution before every block).
         clamp: bound ``c`` of the soft-clamped log-scale ``c·tanh(raw / c)`` of "affine" and "irn", in
             (0, :data:`MAX_CLAMP`]; a larger one would make the float32 inverse lossy.
+        kind: "reversible" (default, this bijective encoder; its inverse is the decoder) or
+            "conventional" (the paper's ablation: a lossy strided-conv encoder and transposed-conv
+            decoder with the same latent shape and about the same parameters and MACs,
+            :mod:`crevnet.nn.conventional`). The other fields describe the reversible encoder either
+            way: the conventional pair is sized from it.
 
     Memory saving is not a field: it is a run option, the ``memory_saving`` argument of
     :meth:`Encoder.forward` and :meth:`Encoder.inverse`.
@@ -82,6 +88,7 @@ class EncoderConfig:
     coupling: str = "irevnet"  # "irevnet" | "additive" | "revnet" | "affine" | "irn"
     mixing: str = "fixed"  # "fixed" (swap of halves) | "invconv" (Glow's learned 1x1 conv)
     clamp: float = 2.0  # bound of the affine / irn log-scale, c·tanh(raw / c); at most MAX_CLAMP
+    kind: Literal["reversible", "conventional"] = "reversible"  # bijective | lossy ablation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -103,6 +110,8 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.stages must all be >= 1, got {self.stages}")
         if not self.init_scale > 0:
             raise ValueError(f"EncoderConfig.init_scale must be > 0, got {self.init_scale}")
+        if self.kind not in ("reversible", "conventional"):
+            raise ValueError(f"EncoderConfig.kind must be reversible or conventional, got {self.kind!r}")
         if self.norm not in ("group", "batch", "none"):
             raise ValueError(f"EncoderConfig.norm must be group, batch or none, got {self.norm!r}")
         if self.coupling not in COUPLINGS:

@@ -1,5 +1,8 @@
 """CrevNet: bijective encoder -> reversible predictive module -> the encoder run in inverse.
 
+With ``encoder.kind: conventional`` (the paper's ablation) a lossy encoder/decoder pair of the same
+latent shape replaces the bijective one (:mod:`crevnet.nn.conventional`); the RPM is the same.
+
 Video is ``(B, T, C, H, W)`` in [0, 1] at every public boundary. The model advances one step at a time
 over *windows* of ``window`` consecutive frames (stride 1): the 3-D paper model sees 3-frame windows
 encoded with Conv3d, the 2-D model single frames (``window = 1``). Step ``s`` reads window ``s``
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from crevnet.nn.conventional import ConventionalDecoder, ConventionalEncoder
 from crevnet.nn.encoder import Encoder, EncoderConfig
 from crevnet.nn.memory import MemorySaving
 from crevnet.nn.predictor import PredictorConfig, PredictorState, ReversiblePredictor
@@ -32,6 +36,7 @@ __all__ = [
     "MemorySaving",
     "PredictorConfig",
     "check_horizon",
+    "check_memory_saving",
     "load_config",
     "sliding_windows",
     "without_run_options",
@@ -178,6 +183,33 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> CrevNetCo
     return CrevNetConfig.from_dict(model["net"], source=name)
 
 
+def check_memory_saving(
+    config: CrevNetConfig, memory_saving: MemorySaving | str | bool, who: str = "memory_saving"
+) -> MemorySaving:
+    """The one check of the memory-saving run option against a model: returns it parsed.
+
+    Memory saving recomputes the encoder's and decoder's activations through the reversible
+    encoder's inverse, so it needs ``encoder.kind: reversible``.
+
+    Args:
+        config: the model.
+        memory_saving: ``off``, ``encoder`` or ``full`` (see :class:`MemorySaving`).
+        who: what the caller calls it in messages.
+
+    Raises:
+        ValueError: an unknown value, or memory saving asked of a conventional encoder (one line that
+            says to pass ``off``).
+    """
+    mode = MemorySaving.parse(memory_saving, who)
+    if mode is not MemorySaving.OFF and config.encoder.kind != "reversible":
+        raise ValueError(
+            f"{who} {mode.value!r} is not available with encoder.kind 'conventional' (memory saving "
+            "recomputes activations through the reversible encoder's inverse, which a conventional "
+            "encoder lacks): pass memory_saving off"
+        )
+    return mode
+
+
 def sliding_windows(video: torch.Tensor, window: int) -> torch.Tensor:
     """All windows of ``window`` consecutive frames, stride 1 (a view, no copy).
 
@@ -195,14 +227,23 @@ class CrevNet(nn.Module):
 
     Attributes:
         encoder: :class:`~crevnet.nn.encoder.Encoder`; ``encoder(x)`` / ``encoder.inverse(z)`` on
-            its native layout ((B, C, T, H, W) windows in 3-D, (B, C, H, W) frames in 2-D).
+            its native layout ((B, C, T, H, W) windows in 3-D, (B, C, H, W) frames in 2-D). With
+            ``encoder.kind: conventional``, a :class:`~crevnet.nn.conventional.ConventionalEncoder`.
+        decoder: with ``encoder.kind: conventional`` only, the
+            :class:`~crevnet.nn.conventional.ConventionalDecoder` (the reversible kind decodes with
+            ``encoder.inverse`` and has no such attribute, so its checkpoints keep their keys).
         predictor: :class:`~crevnet.nn.predictor.ReversiblePredictor` on the latent.
     """
 
     def __init__(self, config: CrevNetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or CrevNetConfig()
-        self.encoder = Encoder(config.encoder)
+        self.encoder: Encoder | ConventionalEncoder
+        if config.encoder.kind == "conventional":
+            self.encoder = ConventionalEncoder(config.encoder)
+            self.decoder = ConventionalDecoder(config.encoder)
+        else:
+            self.encoder = Encoder(config.encoder)
         self.predictor = ReversiblePredictor(
             config.encoder.dims, config.encoder.channels[-1], config.predictor
         )
@@ -217,16 +258,35 @@ class CrevNet(nn.Module):
         """
         return cls(load_config(source))
 
+    @property
+    def bijective(self) -> bool:
+        """Whether ``decode(encode(x)) = x`` (the reversible encoder): then a predicted latent is fed
+        back as it is instead of through a decode / encode round trip."""
+        return self.config.encoder.kind == "reversible"
+
+    def reconstruct(self, windows: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(windows))``: exact up to float rounding for the reversible encoder, lossy
+        for the conventional one.
+
+        Shape:
+            (M, window, C, H, W) -> (M, window, C, H, W)
+        """
+        return self._decode(self._encode(windows))
+
     # -- layout -----------------------------------------------------------------------------------
     def _encode(self, windows: torch.Tensor, memory_saving: bool = False) -> torch.Tensor:
         # (M, W, C, H, W) -> latent (M, 2c, [W,] h, w)
-        if self.config.encoder.dims == 3:
-            return self.encoder(windows.transpose(1, 2), memory_saving=memory_saving)  # (M, C, W, H, W)
-        return self.encoder(windows[:, 0], memory_saving=memory_saving)  # (M, C, H, W)
+        x = windows.transpose(1, 2) if self.config.encoder.dims == 3 else windows[:, 0]  # (M, C, [W,] H, W)
+        if isinstance(self.encoder, Encoder):
+            return self.encoder(x, memory_saving=memory_saving)
+        return self.encoder(x)  # conventional: memory saving was refused by check_memory_saving
 
     def _decode(self, z: torch.Tensor, memory_saving: bool = False) -> torch.Tensor:
         # latent (M, 2c, [W,] h, w) -> (M, W, C, H, W)
-        x = self.encoder.inverse(z, memory_saving=memory_saving)
+        if isinstance(self.encoder, Encoder):
+            x = self.encoder.inverse(z, memory_saving=memory_saving)
+        else:
+            x = self.decoder(z)
         if self.config.encoder.dims == 3:
             return x.transpose(1, 2)  # (M, W, C, H, W)
         return x.unsqueeze(1)  # (M, 1, C, H, W)
@@ -273,7 +333,8 @@ class CrevNet(nn.Module):
         frames. Either way the ground-truth windows are encoded in one batch and the predictions
         decoded in one batch; a fed-back window made only of predicted frames enters the RPM as the
         latent it was decoded from (``encode(decode(z)) = z``, the encoder being a bijection), so
-        free running costs about what teacher forcing costs. With ``norm="batch"`` in the encoder,
+        free running costs about what teacher forcing costs (with ``encoder.kind: conventional``
+        every fed-back prediction is decoded and encoded again). With ``norm="batch"`` in the encoder,
         the encoder normalises over all ``B·S`` windows at once (GroupNorm, the default, is per
         sample and unaffected).
 
@@ -284,7 +345,8 @@ class CrevNet(nn.Module):
             generator: random generator for the sampling draws (its device is used for them).
             memory_saving: run option, what backward recomputes instead of storing: ``"off"``,
                 ``"encoder"`` (the encoder and decoder) or ``"full"`` (also each RPM time step);
-                see :class:`~crevnet.nn.memory.MemorySaving`. Same loss, same gradients.
+                see :class:`~crevnet.nn.memory.MemorySaving`. Same loss, same gradients. Only
+                ``"off"`` with ``encoder.kind: conventional`` (:func:`check_memory_saving`).
             bf16: run option, bfloat16 autocast for the RPM's cells and gates.
 
         Returns:
@@ -301,7 +363,7 @@ class CrevNet(nn.Module):
             raise ValueError(f"CrevNet.forward: sampling_prob must be in [0, 1], got {sampling_prob}")
         if context < 1:
             raise ValueError(f"CrevNet.forward: context must be >= 1, got {context}")
-        mode = MemorySaving.parse(memory_saving, "CrevNet.forward: memory_saving")
+        mode = check_memory_saving(self.config, memory_saving, "CrevNet.forward: memory_saving")
         windows = sliding_windows(video, w)  # (B, N, W, C, H, W)
         b, n = windows.shape[:2]
         steps = n - 1
@@ -325,7 +387,8 @@ class CrevNet(nn.Module):
         # Every ground-truth input window is encoded in one batch, every prediction decoded in one batch.
         # A fed-back prediction whose slots are all predicted frames is encode(decode(z_out)) = z_out
         # (the encoder is a bijection), so it enters the RPM as its latent without the round trip; only
-        # windows that mix context frames with predicted ones are decoded and encoded again.
+        # windows that mix context frames with predicted ones are decoded and encoded again. A
+        # conventional encoder is no bijection: every fed-back prediction is decoded and encoded again.
         w = self.config.window
         b = windows.shape[0]
         inputs = windows[:, :steps].transpose(0, 1).flatten(0, 1)  # (S·B, W, C, H, W), step-major
@@ -337,7 +400,7 @@ class CrevNet(nn.Module):
             z_in = z_gt[s]
             if feed_back is not None and s >= first_free:
                 known = min(max(context - s, 0), w)  # leading slots holding frames < context
-                if known == 0:
+                if known == 0 and self.bijective:
                     fed = outs[-1]
                 else:
                     prev = self._decode(outs[-1], mode.encoder)  # (B, W, C, H, W)
@@ -381,7 +444,8 @@ class CrevNet(nn.Module):
         windows, whose slots holding context frames are overwritten with ground truth (the paper's
         rollout); the newest slot of each predicted window is the output frame. A predicted window
         with no context slot left is fed back as its latent (the encoder is a bijection: no decode /
-        encode round trip), and all outputs are decoded in one batch at the end.
+        encode round trip; a conventional encoder always takes the round trip), and all outputs are
+        decoded in one batch at the end.
 
         Args:
             context: the observed frames in [0, 1], at least ``window`` of them.
@@ -407,7 +471,7 @@ class CrevNet(nn.Module):
         outs = [z_out]
         for k in range(1, horizon):
             known = max(w - k, 0)  # leading slots of the next input that hold context frames
-            if known:
+            if known or not self.bijective:
                 pred = self._decode(outs[-1])  # frames tc-w+k .. tc+k-1
                 z_in = self._encode(torch.cat((context[:, tc - known :], pred[:, known:]), 1))
             else:

@@ -107,7 +107,7 @@ class WindowEncoder(nn.Module):
 
 
 class WindowDecoder(nn.Module):
-    """Decode one latent into a window of frames with the encoder's inverse: the decoder graph.
+    """Decode one latent into a window of frames (the encoder's inverse, or the conventional decoder).
 
     Shape:
         latent (B, 2c, [window,] h, w) -> (B, window, C, H, W)
@@ -155,6 +155,9 @@ class StreamGraphs(NamedTuple):
         frame_size: the only (H, W) the graphs take (exported graphs), or None for any.
         state_channels: channels of each state tensor (the RPM cells' hidden width), or None for
             one latent half (graphs exported before the width was recorded).
+        bijective: whether ``decode`` inverts ``encode`` (the reversible encoder): a forecast then
+            feeds predicted latents back as they are; False (``encoder.kind: conventional``)
+            decodes and encodes every one again, as :meth:`CrevNet.predict` does.
     """
 
     encode: Graph
@@ -166,6 +169,7 @@ class StreamGraphs(NamedTuple):
     downsample: int
     frame_size: tuple[int, int] | None = None
     state_channels: int | None = None
+    bijective: bool = True
 
     @classmethod
     def from_model(cls, model: CrevNet) -> StreamGraphs:
@@ -180,6 +184,7 @@ class StreamGraphs(NamedTuple):
             channels=cfg.encoder.in_channels,
             downsample=cfg.encoder.downsample,
             state_channels=model.predictor.hidden,
+            bijective=model.bijective,
         )
 
 
@@ -300,7 +305,8 @@ def forecast(graphs: StreamGraphs, state: StreamState, horizon: int) -> torch.Te
     The rollout is :meth:`CrevNet.predict`'s, from the state after the newest real frame: while a
     predicted window still has slots that hold observed frames (3-D windows, the first ``window - 1``
     steps), it is decoded, those slots are overwritten with the observed frames and it is encoded
-    again; after that each predicted latent is fed back as it is (the encoder is a bijection). All
+    again; after that each predicted latent is fed back as it is (the encoder is a bijection; with
+    ``graphs.bijective`` False every predicted window is decoded and encoded again). All
     predicted windows are decoded in one batch at the end and their newest slots returned.
 
     Args:
@@ -329,7 +335,7 @@ def forecast(graphs: StreamGraphs, state: StreamState, horizon: int) -> torch.Te
     outs = [state.latent]
     for k in range(1, horizon):
         known = max(w - k, 0)  # leading slots of the next input that hold observed frames
-        if known:
+        if known or not graphs.bijective:
             pred = graphs.decode(outs[-1])  # (B, W, C, H, W)
             z_in = graphs.encode(torch.cat((state.recent[:, w - known :], pred[:, known:]), 1))
         else:

@@ -25,8 +25,7 @@ from crevnet.errors import CheckpointError
 from crevnet.evaluation.metrics import frame_mse, frame_ssim
 from crevnet.io.checkpoint import check_compatible, config_diff, config_to_dict
 from crevnet.models.checkpoint import load_model
-from crevnet.nn.memory import MemorySaving
-from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig, sliding_windows
+from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet, CrevNetConfig, check_memory_saving, sliding_windows
 from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
@@ -55,7 +54,8 @@ class CrevNetModule(L.LightningModule):
         memory_saving: run option, what the training backward recomputes instead of storing:
             ``off``, ``encoder`` or ``full`` (:class:`~crevnet.nn.MemorySaving`; YAML reads a bare
             ``off`` as false, which means off too). Not stored in the checkpoint's
-            hyperparameters: a run resumes in any mode.
+            hyperparameters: a run resumes in any mode. Only ``off`` with
+            ``net.encoder.kind: conventional`` (a ValueError says so).
         bf16: run option, bfloat16 autocast for the RPM's cells and gates (not stored either).
         init_from: run option, start from the weights of this checkpoint (a ``.ckpt`` path, a run
             folder or a bundled model's name such as ``mmnist-cpu``) with fresh optimizer state,
@@ -131,7 +131,7 @@ class CrevNetModule(L.LightningModule):
         self.net = CrevNet(net)
         self.context = context
         # Run options: used by the steps below, never part of the hyperparameters a checkpoint records.
-        self.memory_saving = MemorySaving.parse(memory_saving, "CrevNetModule: memory_saving")
+        self.memory_saving = check_memory_saving(net, memory_saving, "CrevNetModule: memory_saving")
         self.bf16 = bool(bf16)
         if init_from is not None:
             self._load_initial_weights(str(init_from))
@@ -309,16 +309,11 @@ class CrevNetModule(L.LightningModule):
         return pred, video[:, self.context :]
 
     def reconstruction_error(self, video: torch.Tensor) -> torch.Tensor:
-        """max |x − D(E(x))| over ``video``'s frames or windows: float rounding only, for a bijection."""
-        encoder = self.net.encoder
-        if self.net.config.encoder.dims == 3:
-            x = (
-                sliding_windows(video, self.net.config.window).flatten(0, 1).transpose(1, 2)
-            )  # (M, C, W, H, W)
-        else:
-            x = video.flatten(0, 1)  # (B·T, C, H, W)
+        """max |x − D(E(x))| over ``video``'s frames or windows: float rounding only for the bijective
+        encoder, the autoencoder's loss for a conventional one."""
+        x = sliding_windows(video, self.net.config.window).flatten(0, 1)  # (M, W, C, H, W)
         with torch.no_grad():
-            back = encoder.inverse(encoder(x))
+            back = self.net.reconstruct(x)
         return (back - x).abs().max()
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
