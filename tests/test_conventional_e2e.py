@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from crevnet.evaluation.evaluate import evaluate_checkpoint
 from crevnet.deploy.export import export_checkpoint
 from crevnet.deploy.loader import load_exported
+from crevnet.evaluation.evaluate import evaluate_checkpoint
 from crevnet.nn import CrevNetConfig, EncoderConfig, FrameStream, PredictorConfig
 from crevnet.nn.conventional import ConventionalDecoder, ConventionalEncoder
 from crevnet.train.module import CrevNetModule

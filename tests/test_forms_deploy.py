@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from crevnet.models.checkpoint import load_model, save_model  # -> crevnet.models.checkpoint
 from crevnet.data.video import write_mp4  # -> crevnet.data.frames
 from crevnet.deploy.export import export_model  # -> crevnet.deploy.export
 from crevnet.deploy.loader import load_exported  # -> crevnet.deploy.loader
+from crevnet.deploy.stream import run_stream  # -> crevnet.deploy.stream
+from crevnet.models.checkpoint import load_model, save_model  # -> crevnet.models.checkpoint
 from crevnet.nn import CrevNet, CrevNetConfig, EncoderConfig, PredictorConfig, space_to_depth, split_halves
 from crevnet.nn.stream import FrameStream
-from crevnet.deploy.stream import run_stream  # -> crevnet.deploy.stream
 
 SIZE = 16
 FORMS = [
