@@ -75,7 +75,7 @@ def test_bundled_checkpoint_is_the_irevnet_form_bit_for_bit() -> None:
     assert (cfg.coupling, cfg.mixing) == ("irevnet", "fixed")
     names = [n for n, _ in model.encoder.named_parameters()]
     assert names and all(n.startswith("blocks.") and ".f." in n for n in names)
-    h, w = loaded.meta["frame_size"]
+    h, w = loaded.meta.frame_size
     x = torch.rand(2, cfg.in_channels, *([3] if cfg.dims == 3 else []), h, w)
     with torch.no_grad():
         z = model.encoder(x)
