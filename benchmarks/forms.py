@@ -24,7 +24,8 @@ Usage (the lead runs it alone, on an idle machine)::
         > benchmarks/results/forms/<machine>/forms.jsonl
 
 Each row also carries ``config``, ``coupling``, ``mixing``, ``depth``, ``dtype``, ``steps``, ``batch``,
-``frames``, ``size``, ``threads``, ``torch``, ``cpu`` and ``date`` (:func:`record`).
+``frames``, ``size``, ``threads`` and the fields of ``benchmarks/record.py`` (machine, torch, commit,
+date, load, command).
 """
 
 from __future__ import annotations
@@ -32,11 +33,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +47,14 @@ from crevnet.nn import COUPLINGS, CrevNet, CrevNetConfig, SavedTensorCounter, lo
 from crevnet.testing import round_trip_errors
 from crevnet.train.loss import LossWeights, prediction_loss
 
+try:
+    import record
+except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import record
+
 DEPTHS = (1, 2, 4)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def record(row: dict[str, Any]) -> None:
-    """Print ``row`` as one JSON line with the machine, torch and date fields added."""
-    row = {
-        **row,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    print(json.dumps(row), flush=True)
 
 
 def recipe(path: str) -> dict[str, Any]:
@@ -119,7 +112,9 @@ def saved_bytes(model: CrevNet, video: torch.Tensor, weights: LossWeights, mode:
     return counter.bytes / video.shape[0]
 
 
-def measure(args: argparse.Namespace, coupling: str, mixing: str, depth: int, dtype_name: str) -> None:
+def measure(
+    args: argparse.Namespace, coupling: str, mixing: str, depth: int, dtype_name: str
+) -> dict[str, Any]:
     dtype = DTYPES[dtype_name]
     fit = recipe(args.config)
     batch, frames = args.batch or fit["batch"], args.frames or fit["frames"]
@@ -176,7 +171,7 @@ def measure(args: argparse.Namespace, coupling: str, mixing: str, depth: int, dt
         log_det_min=log_det.min().item(),
         log_det_max=log_det.max().item(),
     )
-    record(row)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     mixings = ["fixed", "invconv"] if args.invconv else ["fixed"]
+    sitting = record.start(__file__, argv)
     for mixing in mixings:
         for coupling in args.forms:
             for depth in args.depths:
                 for dtype_name in args.dtypes:
-                    measure(args, coupling, mixing, depth, dtype_name)
+                    row = measure(args, coupling, mixing, depth, dtype_name)
+                    print(json.dumps(sitting.stamp({**row, "threads": torch.get_num_threads()})), flush=True)
+                    sitting = sitting.again()
     return 0
 
 

@@ -442,6 +442,11 @@ def test_forms_prints_one_row_per_form_depth_and_dtype(tmp_path, capsys):
             "saved_bytes_per_sample_encoder",
             "torch",
             "date",
+            "machine",
+            "commit",
+            "load_before",
+            "load_after",
+            "command",
         ):
             assert key in row, key
         assert row["saved_bytes_per_sample_encoder"] < row["saved_bytes_per_sample_off"]
