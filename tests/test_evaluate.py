@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,10 @@ from skimage.metrics import structural_similarity
 from crevnet.cli import main as cli_main
 from crevnet.data.testset import TestSet
 from crevnet.data.video import read_clip
+from crevnet.evaluation.baselines import BASELINES
 from crevnet.evaluation.evaluate import collect_samples, evaluate_model, render_markdown, write_report
+from crevnet.evaluation.metrics import MetricAccumulator
+from crevnet.evaluation.result import EvaluationResult
 from crevnet.models.checkpoint import load_model
 
 RunCli = Callable[..., tuple[int, str, str]]  # the conftest fixture run_cli
@@ -145,16 +149,17 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
     model = load_model(files["ckpt"]).model
     one = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=1, device="cpu", progress=False)
     four = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=4, progress=False)  # stays put
-    assert four["device"] == "cpu"
+    assert four.device == "cpu"
     for key in ("mse", "psnr", "ssim", "ssim_openstl"):
-        assert one["model"][key] == pytest.approx(four["model"][key], rel=1e-6)
+        assert one.model.value(key) == pytest.approx(four.model.value(key), rel=1e-6)
     limited = evaluate_model(model, test, CONTEXT, 2, batch_size=3, device="cpu", limit=2, progress=False)
-    assert limited["num_sequences"] == 2 and len(limited["model"]["per_horizon"]["mse"]) == 2
+    assert limited.num_sequences == 2 and len(limited.model.per_horizon["mse"]) == 2
     future = videos[:2, CONTEXT : CONTEXT + 2].double() / 255.0
-    assert limited["baselines"]["zeros"]["mse"] == pytest.approx(float((future**2).sum((2, 3, 4)).mean()))
+    assert limited.baselines["zeros"].mse == pytest.approx(float((future**2).sum((2, 3, 4)).mean()))
     samples = collect_samples(model, test, CONTEXT, HORIZON, num=3, device="cpu")
     assert samples.prediction.shape == (3, HORIZON, 1, SIZE, SIZE) and samples.indices == (0, 1, 2)
-    written = write_report({**one, "checkpoint": "x.ckpt"}, tmp_path / "r", samples)
+    one = replace(one, checkpoint="x.ckpt")
+    written = write_report(one, tmp_path / "r", samples)
     assert sorted(written) == sorted(
         [
             "metrics",
@@ -169,7 +174,46 @@ def test_python_api_is_batch_invariant_and_limits(files: dict[str, Path], tmp_pa
     )
     assert all(p.is_file() for p in written.values())
     assert not [p for p in (tmp_path / "r").rglob(".*")]  # no temporary files left behind
-    assert "Checkpoint: `x.ckpt`" in render_markdown({**one, "checkpoint": "x.ckpt"})
+    assert "Checkpoint: `x.ckpt`" in render_markdown(one)
+
+
+def _old_metrics_json(model: torch.nn.Module, test: TestSet, device: str, seconds: float) -> dict:
+    """metrics.json as the untyped dict evaluate_model returned before the typed result, rebuilt here."""
+    videos = test.videos.float() / 255.0
+    past, future = videos[:, :CONTEXT], videos[:, CONTEXT : CONTEXT + HORIZON]
+    scored = {}
+    with torch.no_grad():
+        for name, predict in [("model", model.predict), *((k, BASELINES[k].predict) for k in test.baselines)]:
+            acc = MetricAccumulator()
+            acc.update(predict(past, HORIZON), future)
+            computed = acc.compute()
+            keys = ("mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl", "per_horizon")
+            scored[name] = {key: computed[key] for key in keys}
+    return {
+        "checkpoint": "x.ckpt",
+        "test_set": test.name,
+        "surrogate": False,
+        "num_sequences": len(videos),
+        "context": CONTEXT,
+        "horizon": HORIZON,
+        "frame_size": [SIZE, SIZE],
+        "device": device,
+        "eval_seconds": seconds,
+        "model": scored.pop("model"),
+        "baselines": scored,
+    }
+
+
+def test_typed_result_writes_the_metrics_json_of_the_untyped_dict(files: dict[str, Path]) -> None:
+    videos = torch.from_numpy(np.load(files["test"])).permute(1, 0, 2, 3).unsqueeze(2)
+    test = TestSet(videos, "fixture", False)
+    model = load_model(files["ckpt"]).model
+    result = evaluate_model(model, test, CONTEXT, HORIZON, batch_size=N, device="cpu", progress=False)
+    result = replace(result, checkpoint="x.ckpt", extra={"global_step": 7})
+    expected = {**_old_metrics_json(model, test, "cpu", result.eval_seconds), "global_step": 7}
+    got = result.to_json()
+    assert json.dumps(got, indent=2) == json.dumps(expected, indent=2)  # same keys, order and numbers
+    assert EvaluationResult.from_json(got) == result  # metrics.json reads back
 
 
 def test_surrogate_test_set_is_named_as_such(

@@ -11,19 +11,28 @@ import numpy as np
 import pytest
 import torch
 
+from crevnet.data.testset import STANDARD_BASELINES
+from crevnet.data.video_folder import FOLDER_BASELINES
+from crevnet.evaluation.baselines import (
+    BASELINES,
+    baseline_label,
+    copy_last_baseline,
+    mean_context_baseline,
+    zeros_baseline,
+)
 from crevnet.evaluation.metrics import (
     METRIC_NAMES,
+    METRICS,
     PSNR_MAX_DB,
+    SCORE_KEYS,
     MetricAccumulator,
-    copy_last_baseline,
     frame_mae,
     frame_mse,
     frame_psnr,
     frame_ssim,
     frame_ssim_openstl,
-    mean_context_baseline,
-    zeros_baseline,
 )
+from crevnet.evaluation.result import Scores
 
 skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is a dev dependency")
 
@@ -312,6 +321,25 @@ def test_baseline_metrics_against_formulas():
     mean = mean_context_baseline(context, 4)
     assert mean.shape == (2, 4, 1, 16, 16)
     torch.testing.assert_close(mean[:, 2], (context[:, 0] + context[:, 1] + context[:, 2]) / 3)
+
+
+def test_every_baseline_a_test_set_names_is_registered():
+    assert set(STANDARD_BASELINES) <= set(FOLDER_BASELINES) <= set(BASELINES)
+    assert BASELINES["copy_last"].predict is copy_last_baseline
+    assert [baseline_label(k) for k in FOLDER_BASELINES] == ["zeros", "copy last frame", "mean of context"]
+    assert baseline_label("unknown") == "unknown"  # a metrics.json from elsewhere still renders
+
+
+def test_metric_registry_and_score_keys():
+    assert METRIC_NAMES == tuple(m.key for m in METRICS) == ("mse", "mae", "psnr", "ssim", "ssim_openstl")
+    assert set(SCORE_KEYS) == {*METRIC_NAMES, "mse_per_pixel"}
+    assert [f for f in Scores.__dataclass_fields__ if f != "per_horizon"] == list(SCORE_KEYS)
+    pred, target = _fixture(b=2, t=2, c=1, size=16)
+    acc = MetricAccumulator()
+    acc.update(pred, target)
+    out = acc.compute()
+    assert list(out)[: len(SCORE_KEYS)] == list(SCORE_KEYS)  # the order of metrics.json
+    assert Scores.from_json(out).to_json() == {k: out[k] for k in (*SCORE_KEYS, "per_horizon")}
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 2.0, True])

@@ -1,7 +1,8 @@
 """The generator reproduces the standard protocol's trivial-baseline figures (DESIGN section 5)."""
 
 from crevnet.data import load_test_set
-from crevnet.evaluation.metrics import copy_last_baseline, frame_mse, zeros_baseline
+from crevnet.evaluation.baselines import copy_last_baseline, zeros_baseline
+from crevnet.evaluation.metrics import frame_mse
 
 
 def test_surrogate_baselines_match_the_published_figures(mnist_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "add_size",
     "add_threads",
     "apply_threads",
+    "log_to_stderr",
     "non_negative_int",
     "parse_size",
     "positive_int",
@@ -171,3 +173,27 @@ def apply_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record to the ``sys.stderr`` of the moment (a test may have replaced it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Show the library's log records (logger ``crevnet``) of ``level`` and above on stderr.
+
+    Each record is one line, ``crevnet: <message>``, as the commands' own notes. Calling it again
+    (several commands in one process) adds no second handler.
+    """
+    logger = logging.getLogger("crevnet")
+    logger.setLevel(level)
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("crevnet: %(message)s"))
+        logger.addHandler(handler)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from crevnet.commands.common import CommandParser, add_model_run, apply_threads
+from crevnet.commands.common import CommandParser, add_model_run, apply_threads, log_to_stderr
 from crevnet.data.testset import SURROGATE_SEED
 from crevnet.evaluation.evaluate import evaluate_checkpoint
 
@@ -58,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher)."""
+    """Run ``crevnet evaluate``; returns the exit status (errors are raised for the dispatcher).
+
+    The library's notes (e.g. the surrogate test set standing in for a missing standard file, a folder's
+    summary) are logged; they are shown on stderr as ``crevnet: ...`` lines.
+    """
     args = build_parser().parse_args(list(argv))
+    log_to_stderr()
     apply_threads(args.threads)
     evaluation = evaluate_checkpoint(
         args.ckpt,

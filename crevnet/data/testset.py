@@ -28,6 +28,7 @@ from crevnet.data.paths import DATA_DIR_ENV, resolve_data_dir
 from crevnet.errors import ChecksumError, DataError
 
 __all__ = [
+    "STANDARD_BASELINES",
     "STANDARD_FILE",
     "STANDARD_MD5",
     "STANDARD_SHAPE",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 STANDARD_FILE = "mnist_test_seq.npy"
+STANDARD_BASELINES: tuple[str, ...] = ("zeros", "copy_last")
+"""Keys of the baselines (:data:`crevnet.evaluation.baselines.BASELINES`) a test set is scored against
+unless it names others: black frames and the last frame copied."""
 STANDARD_SHAPE = (20, 10000, 64, 64)  # (T, N, H, W)
 STANDARD_MD5 = "be083ec986bfe91a449d63653c411eb2"
 # Looked for below the data directory in this order ("" is the directory itself).
@@ -174,9 +178,9 @@ class TestSet:
     name: str  # printed by every report, e.g. "surrogate test set (seed 1234, N=500)"
     is_surrogate: bool  # True when generated rather than the standard file
     path: Path | None = None  # the file read, if any
-    # keys of crevnet.evaluation.report.BASELINES this set is scored against (real video adds
-    # "mean_context")
-    baselines: tuple[str, ...] = ("zeros", "copy_last")
+    # keys of crevnet.evaluation.baselines.BASELINES this set is scored against (a folder of clips:
+    # crevnet.data.video_folder.FOLDER_BASELINES)
+    baselines: tuple[str, ...] = STANDARD_BASELINES
 
     def __len__(self) -> int:
         return len(self.videos)

@@ -17,11 +17,13 @@ A folder (searched recursively) of video files and/or folders of frame images
 Bad input never ends in a traceback: an empty folder or one without a readable clip is a
 :class:`~crevnet.errors.DataError`; an unreadable clip is skipped with one warning naming it; clips
 shorter than a window are skipped; mixed sizes, frame rates and grey/colour clips are converted. All of
-it is counted in one summary on stderr.
+it is counted in one summary, logged (``logging``, this module's logger) by :func:`folder_test_set`;
+the commands show it on stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +38,7 @@ from torch.utils.data import Dataset
 from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
-from crevnet.data.testset import TestSet
+from crevnet.data.testset import STANDARD_BASELINES, TestSet
 from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
 from crevnet.nn.model import DEFAULT_HORIZON
@@ -58,9 +60,11 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
-FOLDER_BASELINES = ("zeros", "copy_last", "mean_context")
-"""Baselines a folder of real clips is scored against (the mean of the context is a strong one there)."""
+FOLDER_BASELINES: tuple[str, ...] = (*STANDARD_BASELINES, "mean_context")
+"""Keys of the baselines (:data:`crevnet.evaluation.baselines.BASELINES`) a folder of real clips is
+scored against: the standard ones and the mean of the context (a strong one there)."""
 _CROP_STREAM = 3  # sequence_rng stream of the random crops (1, 2: Moving MNIST train / val)
+_log = logging.getLogger(__name__)
 
 
 def stderr_note(message: str) -> None:
@@ -377,7 +381,7 @@ def folder_test_set(
         horizon = int(settings["num_frames"]) - context if "num_frames" in settings else DEFAULT_HORIZON
         horizon = max(1, horizon)
     stride, fps = int(settings.get("frame_stride", 1)), settings.get("fps")
-    found = load_folder_clips(folder, context + horizon, framing, stride, fps)
+    found = load_folder_clips(folder, context + horizon, framing, stride, fps, warn=_log.warning)
     clips = found.clips
     name = f"clips in {folder}"
     split = settings.get("split", {})
@@ -385,14 +389,16 @@ def folder_test_set(
         held_out = set(split["split"].get("test", []))
         clips = tuple(c for c in clips if found.name(c) in held_out)
         name = f"held-out test clips of {folder} (split recorded in the checkpoint)"
-        stderr_note(
-            f"evaluate: {folder} is the training folder; scoring its {len(clips)} held-out test clip(s) only"
+        _log.info(
+            "evaluate: %s is the training folder; scoring its %d held-out test clip(s) only",
+            folder,
+            len(clips),
         )
         if not clips:
             raise DataError(f"{folder}: none of the checkpoint's held-out test clips is usable here")
-    stderr_note(f"evaluate: {folder}: {found.summary()}")
+    _log.info("evaluate: %s: %s", folder, found.summary())
     for note in found.notes:
-        stderr_note(f"note: {note}")
+        _log.info("note: %s", note)
     steps = [clip_step(c, stride, fps) for c in clips]
     stride_windows = max(span(context + horizon, s) for s in steps)
     windows = ClipWindows(clips, steps, context + horizon, stride_windows, framing)

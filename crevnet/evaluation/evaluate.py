@@ -1,24 +1,27 @@
 """``crevnet evaluate``: a checkpoint's metrics beside the trivial baselines, and a report to read.
 
 For every test sequence the first ``context`` frames are observed and the next ``horizon`` frames
-are predicted by the model, by "zeros" (black frames) and by "copy last frame" (a folder of clips
-adds "mean of context": the test set's ``baselines``); all are scored with
-:class:`crevnet.evaluation.metrics.MetricAccumulator` (MSE and MAE summed per frame as OpenSTL
-reports them, PSNR, Gaussian SSIM, OpenSTL SSIM; overall and per horizon step). The report's files
+are predicted by the model and by the baselines the test set lists
+(:data:`crevnet.evaluation.baselines.BASELINES`: "zeros" and "copy last frame"; a folder of clips adds
+"mean of context"); all are scored with :class:`crevnet.evaluation.metrics.MetricAccumulator` (MSE and
+MAE summed per frame as OpenSTL reports them, PSNR, Gaussian SSIM, OpenSTL SSIM; overall and per
+horizon step) into a typed :class:`~crevnet.evaluation.result.EvaluationResult`. The report's files
 (``metrics.json``, ``report.md``, ``per_horizon.png``, ``contact_sheet.png``, ``prediction.gif``,
 ``samples/``) are written by :func:`crevnet.evaluation.report.write_report` (re-exported here), as
 one folder that appears whole or not at all. The Python API (:func:`evaluate_model`, :func:`collect_samples`,
 :func:`write_report`) takes any :class:`~crevnet.nn.CrevNet`, so training code can call it too;
 :func:`evaluate_checkpoint` is the whole of ``crevnet evaluate`` (its command line is
-:mod:`crevnet.commands.evaluate`).
+:mod:`crevnet.commands.evaluate`). Notes for the user (e.g. falling back to the surrogate test set) go
+to this module's :mod:`logging` logger; the command shows them on stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +38,16 @@ from crevnet.data.testset import (
 )
 from crevnet.data.video_folder import folder_eval_settings, folder_test_set
 from crevnet.errors import DataError
-from crevnet.evaluation.metrics import (
-    MetricAccumulator,
-    copy_last_baseline,
-    mean_context_baseline,
-    zeros_baseline,
-)
+from crevnet.evaluation.baselines import BASELINES, baseline_label
+from crevnet.evaluation.metrics import MetricAccumulator
 from crevnet.evaluation.report import (
-    BASELINES,
     EvaluationSamples,
     is_report_folder,
     render_markdown,
     verdict,
     write_report,
 )
+from crevnet.evaluation.result import EvaluationResult, Scores
 from crevnet.models.checkpoint import LoadedModel, load_model, resolve_checkpoint
 from crevnet.models.device import resolve_device
 from crevnet.models.mode import evaluating
@@ -56,9 +55,10 @@ from crevnet.nn.model import DEFAULT_CONTEXT, DEFAULT_HORIZON, CrevNet, check_ho
 from crevnet.weights import WEIGHTS_DIR
 
 __all__ = [
-    "BASELINES",
     "CheckpointEvaluation",
+    "EvaluationResult",
     "EvaluationSamples",
+    "choose_test_set",
     "collect_samples",
     "evaluate_checkpoint",
     "evaluate_model",
@@ -68,13 +68,7 @@ __all__ = [
     "write_report",
 ]
 
-# every key of crevnet.evaluation.report.BASELINES; a test set lists the ones it is scored against
-_BASELINE_FNS = {
-    "zeros": zeros_baseline,
-    "copy_last": copy_last_baseline,
-    "mean_context": mean_context_baseline,
-}
-_REPORTED = ("mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl", "per_horizon")
+_log = logging.getLogger(__name__)
 
 
 def _model_device(model: CrevNet) -> torch.device:
@@ -95,8 +89,39 @@ def _check_lengths(model: CrevNet, frames: int, context: int, horizon: int, sour
         )
 
 
-def _metric_dict(computed: dict[str, Any]) -> dict[str, Any]:
-    return {key: computed[key] for key in _REPORTED}
+def _score(
+    model: CrevNet,
+    videos: torch.Tensor,
+    baselines: tuple[str, ...],
+    lengths: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, MetricAccumulator]:
+    """Accumulate the metrics of the model (key ``"model"``) and of each baseline over ``videos``.
+
+    Shape:
+        videos: (N, T, C, H, W) uint8; ``lengths`` = (context, horizon).
+    """
+    from tqdm import tqdm
+
+    context, horizon = lengths
+    accumulators = {name: MetricAccumulator() for name in ("model", *baselines)}
+    disable = None if progress else True  # None: tqdm hides itself when stderr is not a terminal
+    bar = tqdm(total=len(videos), desc="evaluate", unit="seq", file=sys.stderr, disable=disable)
+    try:
+        with evaluating(model):
+            for first in range(0, len(videos), batch_size):
+                clip = videos[first : first + batch_size].to(device).float() / 255.0  # (B, T, C, H, W)
+                past = clip[:, :context]
+                future = clip[:, context : context + horizon]
+                accumulators["model"].update(model.predict(past, horizon), future)
+                for name in baselines:
+                    accumulators[name].update(BASELINES[name].predict(past, horizon), future)
+                bar.update(len(clip))
+    finally:
+        bar.close()
+    return accumulators
 
 
 def evaluate_model(
@@ -108,15 +133,16 @@ def evaluate_model(
     device: str | torch.device | None = None,
     limit: int | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score ``model`` and the two baselines on ``test_set``.
+) -> EvaluationResult:
+    """Score ``model`` and the test set's baselines on ``test_set``.
 
     Each sequence's frames ``0 .. context-1`` are observed and frames ``context .. context+horizon-1``
     predicted. The model runs in eval mode under ``torch.no_grad()`` (its mode is restored after).
 
     Args:
         model: the network; it is moved to ``device`` when one is given.
-        test_set: the sequences (see :func:`crevnet.data.load_test_set`).
+        test_set: the sequences (see :func:`crevnet.data.load_test_set`); scored beside the
+            baselines it lists (:data:`crevnet.evaluation.baselines.BASELINES`).
         context: observed frames per sequence (>= the model's window).
         horizon: predicted frames per sequence.
         batch_size: sequences per forward pass.
@@ -126,59 +152,37 @@ def evaluate_model(
         progress: show a tqdm progress bar on stderr (hidden when stderr is not a terminal).
 
     Returns:
-        A JSON-ready dict: ``test_set`` (its name), ``surrogate``, ``num_sequences``, ``context``,
-        ``horizon``, ``frame_size`` [H, W], ``device``, ``eval_seconds``, ``model`` and
-        ``baselines`` {``zeros``, ``copy_last`` and, for a folder of clips, ``mean_context``}; each
-        of the last holds ``mse``, ``mae``, ``mse_per_pixel``, ``psnr``, ``ssim``, ``ssim_openstl``
-        and ``per_horizon`` (a list of ``horizon`` values per metric), as
-        :meth:`MetricAccumulator.compute` defines them.
+        The :class:`~crevnet.evaluation.result.EvaluationResult` (device and wall time recorded);
+        its ``to_json()`` is the content of ``metrics.json``.
 
     Raises:
         DataError: ``context``/``horizon`` do not fit the sequences or the model, bad ``limit``.
         ValueError: ``batch_size`` < 1.
     """
-    from tqdm import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     total = len(test_set)
     if limit is not None and not 1 <= limit <= total:
         raise DataError(f"--limit {limit}: the test set {test_set.name} holds {total} sequences")
     videos = test_set.videos if limit is None else test_set.videos[:limit]
-    frames = int(videos.shape[1])
-    _check_lengths(model, frames, context, horizon, test_set.name)
+    _check_lengths(model, int(videos.shape[1]), context, horizon, test_set.name)
     dev = _model_device(model) if device is None else resolve_device(device)
-    baselines = test_set.baselines
-    accumulators = {name: MetricAccumulator() for name in ("model", *baselines)}
     model.to(dev)
     start = time.monotonic()
-    bar = tqdm(
-        total=len(videos), desc="evaluate", unit="seq", file=sys.stderr, disable=None if progress else True
+    baselines = tuple(test_set.baselines)
+    scored = _score(model, videos, baselines, (context, horizon), batch_size, dev, progress)
+    return EvaluationResult(
+        test_set=test_set.name,
+        surrogate=bool(test_set.is_surrogate),
+        num_sequences=len(videos),
+        context=context,
+        horizon=horizon,
+        frame_size=(int(videos.shape[3]), int(videos.shape[4])),
+        device=str(dev),
+        eval_seconds=round(time.monotonic() - start, 3),
+        model=Scores.from_json(scored["model"].compute()),
+        baselines={name: Scores.from_json(scored[name].compute()) for name in baselines},
     )
-    try:
-        with evaluating(model):
-            for first in range(0, len(videos), batch_size):
-                clip = videos[first : first + batch_size].to(dev).float() / 255.0  # (B, T, C, H, W)
-                past = clip[:, :context]
-                future = clip[:, context : context + horizon]
-                accumulators["model"].update(model.predict(past, horizon), future)
-                for name in baselines:
-                    accumulators[name].update(_BASELINE_FNS[name](past, horizon), future)
-                bar.update(len(clip))
-    finally:
-        bar.close()
-    return {
-        "test_set": test_set.name,
-        "surrogate": bool(test_set.is_surrogate),
-        "num_sequences": len(videos),
-        "context": context,
-        "horizon": horizon,
-        "frame_size": [int(videos.shape[3]), int(videos.shape[4])],
-        "device": str(dev),
-        "eval_seconds": round(time.monotonic() - start, 3),
-        "model": _metric_dict(accumulators["model"].compute()),
-        "baselines": {name: _metric_dict(accumulators[name].compute()) for name in baselines},
-    }
 
 
 def collect_samples(
@@ -208,26 +212,31 @@ class CheckpointEvaluation:
     """What :func:`evaluate_checkpoint` scored and wrote.
 
     Attributes:
-        results: the JSON-ready results of :func:`evaluate_model`, with ``checkpoint`` first.
+        result: the scores (:func:`evaluate_model`'s result with the checkpoint's path).
         out: the report folder.
         written: name -> path of every file of the report (see
             :func:`crevnet.evaluation.report.write_report`).
     """
 
-    results: dict[str, Any]
+    result: EvaluationResult
     out: Path
     written: dict[str, Path]
 
+    @property
+    def results(self) -> dict[str, Any]:
+        """The content of the report's ``metrics.json`` (``result.to_json()``)."""
+        return self.result.to_json()
+
     def summary(self) -> list[str]:
         """Three lines for a terminal: the model's and the baselines' MSE, the verdict, the files."""
-        model = self.results["model"]
+        model = self.result.model
         baselines = " | ".join(
-            f"{BASELINES.get(key, key)} MSE {m['mse']:.2f}" for key, m in self.results["baselines"].items()
+            f"{baseline_label(key)} MSE {scores.mse:.2f}" for key, scores in self.result.baselines.items()
         )
-        scores = f"model MSE {model['mse']:.2f} SSIM {model['ssim']:.4f}"
+        scores = f"model MSE {model.mse:.2f} SSIM {model.ssim:.4f}"
         return [
-            f"{self.results['test_set']}: {scores} | {baselines}",
-            " ".join(verdict(self.results)),
+            f"{self.result.test_set}: {scores} | {baselines}",
+            " ".join(verdict(self.result)),
             f"wrote {self.written['report']} (and metrics.json, per_horizon.png, samples) in {self.out}",
         ]
 
@@ -255,6 +264,80 @@ def folder_windows(
     return folder_test_set(folder, settings, framing, context, horizon, limit, all_files)
 
 
+def _check_arguments(
+    limit: int | None, batch_size: int, context: int | None, samples: int, horizon: int | None
+) -> None:
+    """Check ``crevnet evaluate``'s numeric arguments before any work; raise DataError naming the flag."""
+    for flag, value, low in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
+                             ("--context", context, 1), ("--samples", samples, 0)):  # fmt: skip
+        if value is not None and value < low:
+            raise DataError(f"{flag} {value}: expected {'a positive number' if low else '0 or more'}")
+    if horizon is not None:
+        check_horizon(horizon, "--horizon")
+
+
+def _report_folder(ckpt: Path, out: str | os.PathLike[str] | None) -> Path:
+    """The report folder (``out``, else ``eval_<name>`` beside ``ckpt``), checked to be writable as one."""
+    # a bundled model lives inside the package: its report goes to the working folder
+    default_dir = Path.cwd() if ckpt.parent == WEIGHTS_DIR else ckpt.parent
+    folder = Path(out) if out else default_dir / f"eval_{ckpt.stem}"
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--out {folder}: a file of that name exists; give a folder for the report")
+    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder):
+        raise DataError(
+            f"--out {folder}: the folder holds files that are not an earlier report; give a new or empty "
+            "folder"
+        )
+    return folder
+
+
+def _test_set_kind(test_set: str, images: str, data_dir: str | os.PathLike[str] | None) -> str:
+    """``test_set`` with "auto" resolved: the standard file where found (Moving MNIST), else surrogate."""
+    if test_set != "auto":
+        return test_set
+    if images == "mnist" and find_standard_file(data_dir) is not None:
+        return "standard"
+    if images == "mnist":
+        _log.info(
+            "evaluate: %s not found in %s; using the surrogate test set",
+            STANDARD_FILE,
+            resolve_data_dir(data_dir),
+        )
+    return "surrogate"  # only Moving MNIST has a standard test file
+
+
+def choose_test_set(
+    loaded: LoadedModel,
+    test_set: str,
+    context: int,
+    horizon: int | None = None,
+    limit: int | None = None,
+    all_files: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = SURROGATE_SEED,
+    images: str | None = None,
+) -> tuple[TestSet, int]:
+    """The test set ``loaded`` is scored on, and the horizon; arguments as :func:`evaluate_checkpoint`'s.
+
+    "auto" takes the standard Moving MNIST file where it is found (logging a note when it falls back to
+    the surrogate); a folder of clips is cut into windows as the checkpoint's training windows were
+    (:func:`folder_windows`).
+
+    Returns:
+        The test set and the horizon (given, else the rest of each sequence).
+
+    Raises:
+        DataError: a bad test set or folder.
+    """
+    if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
+        images = loaded.meta.data_hyper_parameters.get("images") or "mnist"
+    spec = _test_set_kind(test_set, images, data_dir)
+    if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
+        return folder_windows(loaded, spec, context, horizon, limit, all_files)
+    test = load_test_set(spec, data_dir, limit, seed, images=images)
+    return test, int(test.videos.shape[1]) - context if horizon is None else horizon
+
+
 def evaluate_checkpoint(
     ckpt: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -280,7 +363,7 @@ def evaluate_checkpoint(
         out: the report folder (default: ``<ckpt folder>/eval_<ckpt name>``; for a bundled model the
             working folder). It must be new, empty or an earlier report.
         test_set: "standard", "surrogate", a (T, N, H, W) ``.npy``, a folder of clips, or "auto"
-            (standard where the file is found, else surrogate).
+            (standard where the file is found, else surrogate, with a note logged).
         all_files: with a folder of clips that the checkpoint was trained on, score every clip, not
             only the held-out test clips.
         limit: score only the first ``limit`` sequences (None: all).
@@ -302,46 +385,17 @@ def evaluate_checkpoint(
         DataError: a bad argument, test set or folder. CheckpointError: a bad checkpoint.
         OutputError: the report could not be written.
     """
-    for flag, value, low in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
-                             ("--context", context, 1), ("--samples", samples, 0)):  # fmt: skip
-        if value is not None and value < low:
-            raise DataError(f"{flag} {value}: expected {'a positive number' if low else '0 or more'}")
-    if horizon is not None:
-        check_horizon(horizon, "--horizon")
+    _check_arguments(limit, batch_size, context, samples, horizon)
     dev = resolve_device(device)
     path = resolve_checkpoint(ckpt)
-    # a bundled model lives inside the package: its report goes to the working folder
-    default_dir = Path.cwd() if path.parent == WEIGHTS_DIR else path.parent
-    folder = Path(out) if out else default_dir / f"eval_{path.stem}"
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"--out {folder}: a file of that name exists; give a folder for the report")
-    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder):
-        raise DataError(
-            f"--out {folder}: the folder holds files that are not an earlier report; give a new or empty "
-            "folder"
-        )
+    folder = _report_folder(path, out)
     loaded = load_model(path, map_location=dev)
-    if images is None:  # what the checkpoint's Moving MNIST data module drew its digits from
-        images = loaded.meta.data_hyper_parameters.get("images") or "mnist"
-    spec = test_set
-    if spec == "auto" and images != "mnist":
-        spec = "surrogate"  # only Moving MNIST has a standard test file
-    if spec == "auto":
-        spec = "standard" if find_standard_file(data_dir) is not None else "surrogate"
-        if spec == "surrogate":
-            print(
-                f"crevnet evaluate: {STANDARD_FILE} not found in {resolve_data_dir(data_dir)}; "
-                "using the surrogate test set",
-                file=sys.stderr,
-            )
     context = loaded.meta.context if context is None else context
-    if Path(spec).is_dir():  # a folder of clips (crevnet.data.video_folder)
-        test, horizon = folder_windows(loaded, spec, context, horizon, limit, all_files)
-    else:
-        test = load_test_set(spec, data_dir, limit, seed, images=images)
-        horizon = int(test.videos.shape[1]) - context if horizon is None else horizon
-    results = evaluate_model(loaded.model, test, context, horizon, batch_size, dev, None, progress)
-    results = {"checkpoint": str(path.resolve()), **results}
+    test, horizon = choose_test_set(
+        loaded, test_set, context, horizon, limit, all_files, data_dir, seed, images
+    )
+    scored = evaluate_model(loaded.model, test, context, horizon, batch_size, dev, None, progress)
+    result = replace(scored, checkpoint=str(path.resolve()))
     drawn = collect_samples(loaded.model, test, context, horizon, samples, dev) if samples else None
-    written = write_report(results, folder, drawn)
-    return CheckpointEvaluation(results, folder, written)
+    written = write_report(result, folder, drawn)
+    return CheckpointEvaluation(result, folder, written)

@@ -26,9 +26,10 @@ the [0, 1] scale and returns one value per frame, shape ``(B, T)``, in float64. 
 Both SSIMs are vectorised over every frame and channel of a batch (the separable window is applied
 as two batched matrix products on the valid region), fast enough for 10,000 sequences × 10 frames.
 
-:class:`MetricAccumulator` averages all of them over batches, overall and per horizon step.
-:func:`zeros_baseline` and :func:`copy_last_baseline` are the trivial predictors a model must beat;
-:func:`mean_context_baseline` (the average observed frame) is a third one, strong on real video.
+:data:`METRICS` is the one registry of these metrics (key, label, direction, kernel) and
+:data:`SCORE_KEYS` the one list of the keys a score reports (the metrics plus ``mse_per_pixel``), in
+the order of ``metrics.json``; :class:`MetricAccumulator` averages them over batches, overall and per
+horizon step. The trivial predictors a model must beat live in :mod:`crevnet.evaluation.baselines`.
 
 Inputs are checked: a non-finite value, a shape mismatch, a non-float dtype or a target outside
 [0, 1] (e.g. 0..255 frames) raises a ValueError naming the argument. This module uses only torch
@@ -39,29 +40,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from crevnet.nn.model import check_horizon
-
 __all__ = [
+    "METRICS",
     "METRIC_NAMES",
     "PSNR_MAX_DB",
+    "SCORE_KEYS",
+    "Metric",
     "MetricAccumulator",
-    "copy_last_baseline",
+    "check_video",
     "frame_mae",
     "frame_mse",
     "frame_psnr",
     "frame_ssim",
     "frame_ssim_openstl",
-    "mean_context_baseline",
-    "zeros_baseline",
 ]
-
-METRIC_NAMES: tuple[str, ...] = ("mse", "mae", "psnr", "ssim", "ssim_openstl")
-"""Names of the per-frame metrics, in the order :meth:`MetricAccumulator.compute` reports them."""
 
 _MSE_FLOOR = 1e-10  # per-pixel error floor: an exact frame counts as PSNR_MAX_DB, not +inf
 PSNR_MAX_DB: float = -10.0 * math.log10(_MSE_FLOOR)
@@ -79,7 +77,22 @@ _SSIM_CHUNK_PIXELS = 1 << 18  # frames per SSIM chunk = this / (H·W): 64 at 64�
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_video(x: object, name: str) -> Tensor:
+def check_video(x: object, name: str) -> Tensor:
+    """Check that ``x`` is a non-empty, finite, floating-point video tensor; return it.
+
+    Args:
+        x: the value to check.
+        name: the argument's name, for the message.
+
+    Returns:
+        ``x`` itself.
+
+    Raises:
+        ValueError: ``x`` is not a tensor, not 5-D, not floating point, empty or not finite.
+
+    Shape:
+        x: (B, T, C, H, W)
+    """
     if not isinstance(x, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor of shape (B, T, C, H, W), got {type(x)}")
     if x.dim() != 5:
@@ -99,8 +112,8 @@ def _check_video(x: object, name: str) -> Tensor:
 
 
 def _check_pair(pred: object, target: object) -> tuple[Tensor, Tensor]:
-    pred = _check_video(pred, "pred")
-    target = _check_video(target, "target")
+    pred = check_video(pred, "pred")
+    target = check_video(target, "target")
     if pred.shape != target.shape:
         raise ValueError(
             f"target: expected the same shape as pred {tuple(pred.shape)}, got {tuple(target.shape)}"
@@ -338,13 +351,40 @@ def frame_ssim_openstl(pred: Tensor, target: Tensor) -> Tensor:
     return _ssim_openstl(pred, target)
 
 
-_KERNELS: tuple[tuple[str, Callable[[Tensor, Tensor], Tensor]], ...] = (
-    ("mse", _mse),
-    ("mae", _mae),
-    ("psnr", _psnr),
-    ("ssim", _ssim),
-    ("ssim_openstl", _ssim_openstl),
+@dataclass(frozen=True)
+class Metric:
+    """One per-frame metric of the registry :data:`METRICS`.
+
+    Attributes:
+        key: its key in ``metrics.json`` and in :meth:`MetricAccumulator.compute`.
+        label: the name a report prints (e.g. ``"PSNR (dB)"``).
+        higher_is_better: the direction in which a predictor is better.
+        decimals: decimals a report prints.
+        kernel: the unchecked per-frame function, ``(B, T, C, H, W)`` x2 -> ``(B, T)`` float64.
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    decimals: int
+    kernel: Callable[[Tensor, Tensor], Tensor]
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("mse", "MSE", False, 2, _mse),
+    Metric("mae", "MAE", False, 2, _mae),
+    Metric("psnr", "PSNR (dB)", True, 2, _psnr),
+    Metric("ssim", "SSIM", True, 4, _ssim),
+    Metric("ssim_openstl", "SSIM (OpenSTL)", True, 4, _ssim_openstl),
 )
+"""The one registry of per-frame metrics, in the order a report's table shows them."""
+
+METRIC_NAMES: tuple[str, ...] = tuple(metric.key for metric in METRICS)
+"""Keys of the per-frame metrics, in the order :meth:`MetricAccumulator.compute` reports them."""
+
+SCORE_KEYS: tuple[str, ...] = ("mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl")
+"""Keys of one predictor's overall scores in ``metrics.json``: :data:`METRIC_NAMES` plus the per-pixel
+MSE (MSE / (C·H·W)) after the MAE."""
 
 
 # --------------------------------------------------------------------------- accumulator
@@ -403,22 +443,21 @@ class MetricAccumulator:
             )
         self._frame_shape = frame_shape
         with torch.no_grad():
-            for name, kernel in _KERNELS:
-                batch_sum = kernel(pred, target).sum(dim=0).cpu()  # (T,)
-                if name in self._sums:
-                    self._sums[name] += batch_sum
+            for metric in METRICS:
+                batch_sum = metric.kernel(pred, target).sum(dim=0).cpu()  # (T,)
+                if metric.key in self._sums:
+                    self._sums[metric.key] += batch_sum
                 else:
-                    self._sums[name] = batch_sum
+                    self._sums[metric.key] = batch_sum
         self._num_sequences += pred.shape[0]
 
     def compute(self) -> dict[str, Any]:
         """Return the averages as plain Python numbers (ready for ``json.dump``).
 
         Returns:
-            ``{"mse", "mae", "mse_per_pixel", "psnr", "ssim", "ssim_openstl"}`` as floats averaged
-            over all frames and sequences, ``"per_horizon"``: for each metric in
-            :data:`METRIC_NAMES` a list of T floats (mean over sequences at step t+1..t+T), and
-            ``"num_sequences"``.
+            :data:`SCORE_KEYS` as floats averaged over all frames and sequences, ``"per_horizon"``:
+            for each metric in :data:`METRIC_NAMES` a list of T floats (mean over sequences at step
+            t+1..t+T), and ``"num_sequences"``.
 
         Raises:
             ValueError: when no batch has been added.
@@ -431,84 +470,9 @@ class MetricAccumulator:
             name: float(self._sums[name].sum()) / (n * len(per_horizon[name])) for name in METRIC_NAMES
         }
         _, c, h, w = self._frame_shape
+        overall["mse_per_pixel"] = overall["mse"] / (c * h * w)
         return {
-            "mse": overall["mse"],
-            "mae": overall["mae"],
-            "mse_per_pixel": overall["mse"] / (c * h * w),
-            "psnr": overall["psnr"],
-            "ssim": overall["ssim"],
-            "ssim_openstl": overall["ssim_openstl"],
+            **{key: overall[key] for key in SCORE_KEYS},
             "per_horizon": per_horizon,
             "num_sequences": n,
         }
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def _check_baseline_args(context: object, horizon: object) -> Tensor:
-    context = _check_video(context, "context")
-    check_horizon(horizon)
-    return context
-
-
-def zeros_baseline(context: Tensor, horizon: int) -> Tensor:
-    """Predict black frames: the trivial baseline every model must beat on Moving MNIST.
-
-    Args:
-        context: the observed frames; only their shape, dtype and device are used.
-        horizon: number of frames to predict.
-
-    Returns:
-        Zeros with the dtype and device of ``context``.
-
-    Raises:
-        ValueError: for a context that is not a finite float (B, T, C, H, W) tensor, or a
-            non-positive horizon.
-
-    Shape:
-        context: (B, T, C, H, W) -> (B, horizon, C, H, W)
-    """
-    context = _check_baseline_args(context, horizon)
-    b, _, c, h, w = context.shape
-    return context.new_zeros(b, horizon, c, h, w)
-
-
-def copy_last_baseline(context: Tensor, horizon: int) -> Tensor:
-    """Predict that nothing moves: the last observed frame repeated ``horizon`` times.
-
-    Args:
-        context: the observed frames.
-        horizon: number of frames to predict.
-
-    Returns:
-        A new (contiguous) tensor with the dtype and device of ``context``.
-
-    Raises:
-        ValueError: as :func:`zeros_baseline`.
-
-    Shape:
-        context: (B, T, C, H, W) -> (B, horizon, C, H, W)
-    """
-    context = _check_baseline_args(context, horizon)
-    return context[:, -1:].repeat(1, horizon, 1, 1, 1)  # (B, horizon, C, H, W)
-
-
-def mean_context_baseline(context: Tensor, horizon: int) -> Tensor:
-    """Predict the average of the observed frames, repeated ``horizon`` times (static background).
-
-    Args:
-        context: the observed frames.
-        horizon: number of frames to predict.
-
-    Returns:
-        A new tensor with the dtype and device of ``context``.
-
-    Raises:
-        ValueError: as :func:`zeros_baseline`.
-
-    Shape:
-        context: (B, T, C, H, W) -> (B, horizon, C, H, W)
-    """
-    context = _check_baseline_args(context, horizon)
-    return context.mean(dim=1, keepdim=True).repeat(1, horizon, 1, 1, 1)  # (B, horizon, C, H, W)

@@ -6,7 +6,8 @@ Used by ``crevnet evaluate`` (:func:`crevnet.evaluation.evaluate.evaluate_checkp
 :func:`write_report` writes, into one folder that appears whole or not at all
 (:func:`crevnet.io.atomic.atomic_folder`):
 
-- ``metrics.json``: what :func:`crevnet.evaluation.evaluate.evaluate_model` returned (plus any extra keys),
+- ``metrics.json``: the :class:`~crevnet.evaluation.result.EvaluationResult`'s
+  :meth:`~crevnet.evaluation.result.EvaluationResult.to_json` (with its ``checkpoint`` and ``extra``),
 - ``report.md``: a Markdown table of the model next to the baselines the test set was scored against
   (zeros and copy last frame; a folder of clips adds the mean of the context), naming the test set,
   and a verdict per baseline and metric (:func:`verdict`),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,12 @@ from typing import Any
 import torch
 
 from crevnet.data.grid import tile
+from crevnet.evaluation.baselines import baseline_label
+from crevnet.evaluation.metrics import METRICS
+from crevnet.evaluation.result import EvaluationResult, Scores
 from crevnet.io.atomic import atomic_folder, atomic_write_bytes
 
 __all__ = [
-    "BASELINES",
     "REPORT_FILES",
     "EvaluationSamples",
     "is_report_folder",
@@ -40,14 +44,6 @@ __all__ = [
     "verdict",
     "write_report",
 ]
-
-BASELINES: dict[str, str] = {
-    "zeros": "zeros",
-    "copy_last": "copy last frame",
-    "mean_context": "mean of context",
-}
-"""Baseline key in ``metrics.json`` -> the name the report prints (a test set lists the keys it uses)."""
-
 
 REPORT_FILES = (
     "metrics.json",
@@ -59,13 +55,18 @@ REPORT_FILES = (
 )
 """Everything :func:`write_report` puts in its folder; a folder holding only these may be replaced."""
 
-_HIGHER_IS_BETTER = {"mse": False, "mae": False, "psnr": True, "ssim": True, "ssim_openstl": True}
-_COLUMNS = (  # (key, header) of the report's table
-    ("mse", "MSE ↓"),
-    ("mae", "MAE ↓"),
-    ("psnr", "PSNR (dB) ↑"),
-    ("ssim", "SSIM ↑"),
-    ("ssim_openstl", "SSIM (OpenSTL) ↑"),
+_DEFINITIONS = (
+    "MSE and MAE are summed over the C·H·W pixels of a frame on the [0, 1] scale, then averaged over "
+    "frames and sequences (OpenSTL's convention); per-pixel MSE = MSE / (C·H·W). PSNR: per frame, "
+    "peak 1. SSIM: Gaussian window 11×11, σ 1.5, data range 1. SSIM (OpenSTL): 7×7 uniform window, "
+    "data range 2. Colour frames: SSIM is computed on each channel alone and averaged over the "
+    "channels (no colour-space conversion); MSE/MAE sum over all three channels."
+)
+_SAMPLES_TEXT = (
+    "\n## Samples\n\nRows per sequence: observed context, ground truth, prediction, absolute "
+    "error (bright = wrong). GIFs in `samples/`: ground truth | prediction | error; "
+    "`prediction.gif`: ground truth over prediction for every sample.\n\n"
+    "![samples](contact_sheet.png)\n"
 )
 
 
@@ -87,137 +88,153 @@ class EvaluationSamples:
     indices: tuple[int, ...]  # positions of the sequences in the test set
 
 
-def _fmt(value: float, key: str) -> str:
-    return f"{value:.4f}" if key.startswith("ssim") else f"{value:.2f}"
+def _header(metric_label: str, higher_is_better: bool) -> str:
+    return f"{metric_label} {'↑' if higher_is_better else '↓'}"
 
 
-def _rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [("model", results["model"])] + [
-        (BASELINES.get(key, key), metrics) for key, metrics in results["baselines"].items()
-    ]
+def _rows(result: EvaluationResult) -> list[tuple[str, Scores]]:
+    return [("model", result.model)] + [(baseline_label(k), s) for k, s in result.baselines.items()]
 
 
 def _names(keys: list[str]) -> str:
-    labels = dict(_COLUMNS)
-    return ", ".join(labels[k].rstrip(" ↑↓") for k in keys)
+    labels = {metric.key: metric.label for metric in METRICS}
+    return ", ".join(labels[k] for k in keys)
 
 
-def verdict(results: dict[str, Any]) -> list[str]:
+def _sentence(label: str, better: list[str], worse: list[str]) -> str:
+    if not worse and better:
+        return f"The model beats {label} on every metric ({_names(better)})."
+    if not better:
+        return f"The model does not beat {label} on any metric ({label} wins on {_names(worse)})."
+    return (
+        f"Mixed against {label}: the model is better on {_names(better)}, but {label} wins on "
+        f"{_names(worse)}."
+    )
+
+
+def verdict(result: EvaluationResult | Mapping[str, Any]) -> list[str]:
     """One sentence per baseline saying on which metrics the model beats it and on which it does not.
 
-    Every metric of the report's table counts (MSE, MAE: lower is better; PSNR, SSIM, SSIM (OpenSTL):
-    higher is better); the model "beats" a baseline only where it is better on all of them.
+    Every metric of the report's table counts (:data:`crevnet.evaluation.metrics.METRICS`: MSE, MAE
+    lower is better; PSNR, SSIM, SSIM (OpenSTL) higher is better); the model "beats" a baseline only
+    where it is better on all of them.
+
+    Args:
+        result: the scores; a mapping is read as ``metrics.json``'s content
+            (:meth:`~crevnet.evaluation.result.EvaluationResult.from_json`).
+
+    Returns:
+        One sentence per baseline, in the order of ``result.baselines``.
     """
+    if not isinstance(result, EvaluationResult):
+        result = EvaluationResult.from_json(result)
     sentences = []
-    for key, base in results["baselines"].items():  # the baselines this test set was scored against
-        label = BASELINES.get(key, key)
+    for key, base in result.baselines.items():  # the baselines this test set was scored against
         better, worse = [], []
-        for metric, _ in _COLUMNS:
-            ours, theirs = float(results["model"][metric]), float(base[metric])
+        for metric in METRICS:
+            ours, theirs = result.model.value(metric.key), base.value(metric.key)
             if ours == theirs:
                 continue
-            won = ours > theirs if _HIGHER_IS_BETTER[metric] else ours < theirs
-            (better if won else worse).append(metric)
-        if not worse and better:
-            sentences.append(f"The model beats {label} on every metric ({_names(better)}).")
-        elif not better:
-            sentences.append(
-                f"The model does not beat {label} on any metric ({label} wins on {_names(worse)})."
-            )
-        else:
-            sentences.append(
-                f"Mixed against {label}: the model is better on {_names(better)}, but {label} wins on "
-                f"{_names(worse)}."
-            )
+            won = ours > theirs if metric.higher_is_better else ours < theirs
+            (better if won else worse).append(metric.key)
+        sentences.append(_sentence(baseline_label(key), better, worse))
     return sentences
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    """The ``report.md`` text for ``results`` (from :func:`crevnet.evaluation.evaluate.evaluate_model`)."""
-    name = results["test_set"]
-    lines = ["# CrevNet evaluation", ""]
-    if results.get("surrogate"):
-        lines.append(
+def _intro_lines(result: EvaluationResult) -> list[str]:
+    name = result.test_set
+    if result.surrogate:
+        lines = [
             f"Test set: **{name}**. This is a surrogate test set, generated from the MNIST test "
             "digits with the standard Moving MNIST generator; its numbers are close to, but not the "
             "same as, numbers on the standard `mnist_test_seq.npy`."
-        )
+        ]
     else:
-        lines.append(f"Test set: **{name}**.")
+        lines = [f"Test set: **{name}**."]
     lines.append("")
-    if results.get("checkpoint"):
-        lines.append(f"Checkpoint: `{results['checkpoint']}`")
-        lines.append("")
-    h, w = results.get("frame_size", ["?", "?"])
-    lines += [
-        f"{results['num_sequences']} sequences; {results['context']} frames observed, "
-        f"{results['horizon']} predicted; frames {h}×{w}.",
-        "",
-        "| predictor | " + " | ".join(header for _, header in _COLUMNS) + " |",
-        "|---|" + "---:|" * len(_COLUMNS),
+    if result.checkpoint:
+        lines += [f"Checkpoint: `{result.checkpoint}`", ""]
+    h, w = result.frame_size
+    lines.append(
+        f"{result.num_sequences} sequences; {result.context} frames observed, "
+        f"{result.horizon} predicted; frames {h}×{w}."
+    )
+    return [*lines, ""]
+
+
+def _table_lines(result: EvaluationResult) -> list[str]:
+    lines = [
+        "| predictor | " + " | ".join(_header(m.label, m.higher_is_better) for m in METRICS) + " |",
+        "|---|" + "---:|" * len(METRICS),
     ]
-    for label, metrics in _rows(results):
-        cells = " | ".join(_fmt(metrics[key], key) for key, _ in _COLUMNS)
+    for label, scores in _rows(result):
+        cells = " | ".join(f"{scores.value(m.key):.{m.decimals}f}" for m in METRICS)
         lines.append(f"| {label} | {cells} |")
-    zeros = results["baselines"]["zeros"]["mse"]
-    ratio = results["model"]["mse"] / zeros if zeros > 0 else float("nan")
-    lines += [
+    return lines
+
+
+def _verdict_lines(result: EvaluationResult) -> list[str]:
+    lines = [
         "",
-        "**Verdict.** " + " ".join(verdict(results)),
+        "**Verdict.** " + " ".join(verdict(result)),
         "",
-        f"The model's MSE is {ratio:.3f}× that of the zeros baseline.",
+        f"The model's MSE is {result.mse_ratio('zeros'):.3f}× that of the zeros baseline.",
     ]
-    others = [(k, m["mse"]) for k, m in results["baselines"].items() if k != "zeros" and m["mse"] > 0]
+    others = [k for k, s in result.baselines.items() if k != "zeros" and s.mse > 0]
     if others:
-        ratios = ", ".join(f"{results['model']['mse'] / mse:.3f}× {BASELINES.get(k, k)}" for k, mse in others)
+        ratios = ", ".join(f"{result.mse_ratio(k):.3f}× {baseline_label(k)}" for k in others)
         lines.append(f"Against the other baselines, the model's MSE is {ratios}.")
-    lines += [
-        "",
-        "MSE and MAE are summed over the C·H·W pixels of a frame on the [0, 1] scale, then averaged over "
-        "frames and sequences (OpenSTL's convention); per-pixel MSE = MSE / (C·H·W). PSNR: per frame, "
-        "peak 1. SSIM: Gaussian window 11×11, σ 1.5, data range 1. SSIM (OpenSTL): 7×7 uniform window, "
-        "data range 2. Colour frames: SSIM is computed on each channel alone and averaged over the "
-        "channels (no colour-space conversion); MSE/MAE sum over all three channels.",
-        "",
-        "## Per horizon step",
-        "",
-    ]
-    rows = _rows(results)
+    return lines
+
+
+def _per_horizon_lines(result: EvaluationResult) -> list[str]:
+    rows = _rows(result)
     labels = [label for label, _ in rows]
-    lines += [
-        "| step | "
-        + " | ".join(f"{label} MSE" for label in labels)
-        + " | "
-        + " | ".join(f"{label} SSIM" for label in labels)
-        + " |",
-        "|---:|" + "---:|" * (2 * len(labels)),
-    ]
-    series = [m["per_horizon"] for _, m in rows]
-    for k in range(results["horizon"]):
+    mse_heads = " | ".join(f"{label} MSE" for label in labels)
+    ssim_heads = " | ".join(f"{label} SSIM" for label in labels)
+    lines = ["## Per horizon step", "", f"| step | {mse_heads} | {ssim_heads} |"]
+    lines.append("|---:|" + "---:|" * (2 * len(labels)))
+    series = [scores.per_horizon for _, scores in rows]
+    for k in range(result.horizon):
         mse = " | ".join(f"{s['mse'][k]:.2f}" for s in series)
         ssim = " | ".join(f"{s['ssim'][k]:.4f}" for s in series)
         lines.append(f"| t+{k + 1} | {mse} | {ssim} |")
+    return lines
+
+
+def render_markdown(result: EvaluationResult) -> str:
+    """The ``report.md`` text for ``result`` (from :func:`crevnet.evaluation.evaluate.evaluate_model`).
+
+    Args:
+        result: the scores.
+
+    Returns:
+        The Markdown text: the test set, the table of the model beside the baselines, the verdict,
+        the metrics' definitions and the per-horizon table.
+    """
+    lines = ["# CrevNet evaluation", "", *_intro_lines(result), *_table_lines(result)]
+    lines += [*_verdict_lines(result), "", _DEFINITIONS, "", *_per_horizon_lines(result)]
     lines += ["", "![MSE and SSIM per horizon step](per_horizon.png)", ""]
     return "\n".join(lines)
 
 
-def _plot_per_horizon(results: dict[str, Any], path: Path) -> None:
+def _plot_per_horizon(result: EvaluationResult, path: Path) -> None:
     # A bare Figure renders with Agg and leaves pyplot's global backend alone.
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.4), dpi=100)
-    steps = list(range(1, results["horizon"] + 1))
+    steps = list(range(1, result.horizon + 1))
     styles = ("o-", "s--", "^:", "d-.")
     panels = (("mse", "MSE (sum per frame) ↓"), ("ssim", "SSIM ↑"))
     for ax, (key, title) in zip(fig.subplots(1, 2), panels, strict=True):
-        for (label, metrics), style in zip(_rows(results), styles, strict=False):
-            ax.plot(steps, metrics["per_horizon"][key], style, label=label, markersize=4)
+        for (label, scores), style in zip(_rows(result), styles, strict=False):
+            ax.plot(steps, scores.per_horizon[key], style, label=label, markersize=4)
         ax.set_xlabel("horizon step t+k")
         ax.set_title(title)
         ax.set_xticks(steps)
         ax.grid(alpha=0.3)
     fig.axes[0].legend()
-    fig.suptitle(results["test_set"], fontsize=9)
+    fig.suptitle(result.test_set, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -254,8 +271,34 @@ def is_report_folder(folder: str | os.PathLike[str]) -> bool:
     return all(entry.name in REPORT_FILES for entry in Path(folder).iterdir())
 
 
+def _write_samples(samples: EvaluationSamples, folder: Path, fps: float) -> dict[str, str]:
+    """Write the sample GIFs and the contact sheet into ``folder``; return name -> relative path."""
+    from crevnet.data.video import error_frames, write_contact_sheet, write_gif
+
+    names = {}
+    rows: list[tuple[str, torch.Tensor]] = []
+    for k, index in enumerate(samples.indices):
+        truth, pred = samples.truth[k], samples.prediction[k]
+        rows += [
+            (f"#{index} context", samples.context[k]),
+            (f"#{index} truth", truth),
+            (f"#{index} prediction", pred),
+            (f"#{index} |error|", error_frames(pred, truth)),
+        ]
+        name = f"samples/sample_{index}.gif"
+        write_gif(_sample_gif_frames(samples.context[k], truth, pred), folder / name, fps=fps)
+        names[f"sample_{index}"] = name
+    write_contact_sheet(rows, folder / "contact_sheet.png")
+    names["contact_sheet"] = "contact_sheet.png"
+    whole = torch.cat((samples.context, samples.truth), dim=1)  # (K, T, C, H, W)
+    context = samples.context.shape[1]
+    write_gif(prediction_grid(whole, samples.prediction, context), folder / "prediction.gif", fps=fps)
+    names["prediction_gif"] = "prediction.gif"
+    return names
+
+
 def write_report(
-    results: dict[str, Any],
+    result: EvaluationResult,
     out_dir: str | os.PathLike[str],
     samples: EvaluationSamples | None = None,
     fps: float = 4,
@@ -263,8 +306,9 @@ def write_report(
     """Write the report's files into ``out_dir``, all of them or none (see the module docstring).
 
     Args:
-        results: what :func:`crevnet.evaluation.evaluate.evaluate_model` returned (extra JSON-ready keys are
-            kept, e.g. ``checkpoint``, ``global_step``).
+        result: what :func:`crevnet.evaluation.evaluate.evaluate_model` returned; ``metrics.json``
+            is its :meth:`~crevnet.evaluation.result.EvaluationResult.to_json` (``checkpoint`` and
+            ``extra`` entries included, e.g. ``global_step``).
         out_dir: the report folder. If it exists it must be empty or an earlier report (only
             :data:`REPORT_FILES`); it is then replaced as a whole.
         samples: sequences to draw (see :func:`crevnet.evaluation.evaluate.collect_samples`); None draws none.
@@ -281,35 +325,12 @@ def write_report(
     out = Path(out_dir)
     names = {"metrics": "metrics.json", "report": "report.md", "per_horizon": "per_horizon.png"}
     with atomic_folder(out, is_report_folder) as tmp:
-        atomic_write_bytes(tmp / names["metrics"], (json.dumps(results, indent=2) + "\n").encode())
-        text = render_markdown(results)
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+        atomic_write_bytes(tmp / names["metrics"], text.encode())
+        text = render_markdown(result)
         if samples is not None:
-            from crevnet.data.video import error_frames, write_contact_sheet, write_gif
-
-            rows: list[tuple[str, torch.Tensor]] = []
-            for k, index in enumerate(samples.indices):
-                truth, pred = samples.truth[k], samples.prediction[k]
-                rows += [
-                    (f"#{index} context", samples.context[k]),
-                    (f"#{index} truth", truth),
-                    (f"#{index} prediction", pred),
-                    (f"#{index} |error|", error_frames(pred, truth)),
-                ]
-                name = f"samples/sample_{index}.gif"
-                write_gif(_sample_gif_frames(samples.context[k], truth, pred), tmp / name, fps=fps)
-                names[f"sample_{index}"] = name
-            write_contact_sheet(rows, tmp / "contact_sheet.png")
-            names["contact_sheet"] = "contact_sheet.png"
-            whole = torch.cat((samples.context, samples.truth), dim=1)  # (K, T, C, H, W)
-            context = samples.context.shape[1]
-            write_gif(prediction_grid(whole, samples.prediction, context), tmp / "prediction.gif", fps=fps)
-            names["prediction_gif"] = "prediction.gif"
-            text += (
-                "\n## Samples\n\nRows per sequence: observed context, ground truth, prediction, absolute "
-                "error (bright = wrong). GIFs in `samples/`: ground truth | prediction | error; "
-                "`prediction.gif`: ground truth over prediction for every sample.\n\n"
-                "![samples](contact_sheet.png)\n"
-            )
-        _plot_per_horizon(results, tmp / names["per_horizon"])
+            names.update(_write_samples(samples, tmp, fps))
+            text += _SAMPLES_TEXT
+        _plot_per_horizon(result, tmp / names["per_horizon"])
         atomic_write_bytes(tmp / names["report"], text.encode())
     return {key: out / name for key, name in names.items()}

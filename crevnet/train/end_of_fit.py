@@ -1,7 +1,7 @@
 """The end-of-training report: a model scored next to the trivial baselines, with pictures.
 
-:func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the test set's baselines ("zeros",
-"copy last frame"; a folder of clips adds "mean of context") on a Moving MNIST test set or a loaded
+:func:`report_model` scores a :class:`~crevnet.nn.CrevNet` and the test set's baselines
+(:mod:`crevnet.evaluation.baselines`) on a Moving MNIST test set or a loaded
 :class:`~crevnet.data.testset.TestSet` (a data module's own) with
 :func:`crevnet.evaluation.evaluate.evaluate_model` (the same numbers as ``crevnet evaluate``) and
 writes them with the one report writer, :func:`crevnet.evaluation.report.write_report` (the same files
@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
-from crevnet.evaluation.report import prediction_grid
+from crevnet.data.testset import STANDARD_BASELINES, SURROGATE_SEED, TestSet, load_test_set
+from crevnet.evaluation.evaluate import collect_samples, evaluate_model
+from crevnet.evaluation.report import write_report
 from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet
 
-__all__ = ["prediction_grid", "report_model", "write_report"]
+__all__ = ["report_model"]
 
 
 def report_model(
@@ -52,31 +54,20 @@ def report_model(
         extra: more entries for ``metrics.json`` (e.g. training wall time, steps).
 
     Returns:
-        The report written to ``metrics.json``: :func:`crevnet.evaluation.evaluate.evaluate_model`'s dict
-        (``test_set``, whose name says "surrogate" when it is one, ``model``, ``baselines``
-        {``zeros``, ``copy_last``, ...}, ...), plus ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's
-        MSE over each baseline's) and ``extra``'s entries.
+        The content of the report's ``metrics.json``: the
+        :class:`~crevnet.evaluation.result.EvaluationResult`'s ``to_json()`` (``test_set``, whose name
+        says "surrogate" when it is one, ``model``, ``baselines`` {``zeros``, ``copy_last``, ...}, ...),
+        with ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's MSE over each baseline's),
+        ``report_seconds`` and ``extra``'s entries.
     """
-    from crevnet.evaluation.evaluate import collect_samples, evaluate_model
-    from crevnet.evaluation.report import write_report as write_report_files
-
     start = time.monotonic()
     test = (
         test_set if isinstance(test_set, TestSet) else load_test_set(test_set, data_dir, num_sequences, seed)
     )
     horizon = int(test.videos.shape[1]) - context
-    metrics = evaluate_model(net, test, context, horizon, batch_size, device=None, progress=False)
-    baselines = metrics["baselines"]
-    report: dict[str, Any] = {
-        **metrics,
-        "mse_vs_zeros": metrics["model"]["mse"] / baselines["zeros"]["mse"],
-        "mse_vs_copy_last": metrics["model"]["mse"] / baselines["copy_last"]["mse"],
-        "report_seconds": round(time.monotonic() - start, 2),
-        **(extra or {}),
-    }
-    samples = collect_samples(net, test, context, horizon, num_clips)
-    write_report_files(report, Path(out_dir), samples)
-    return report
-
-
-write_report = report_model  # the earlier name of this function
+    scored = evaluate_model(net, test, context, horizon, batch_size, device=None, progress=False)
+    ratios = {f"mse_vs_{key}": scored.mse_ratio(key) for key in STANDARD_BASELINES}
+    seconds = {"report_seconds": round(time.monotonic() - start, 2)}
+    result = replace(scored, extra={**ratios, **seconds, **(extra or {})})
+    write_report(result, Path(out_dir), collect_samples(net, test, context, horizon, num_clips))
+    return result.to_json()

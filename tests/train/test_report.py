@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from crevnet.data.testset import load_test_set
+from crevnet.evaluation.report import prediction_grid
 from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.train.callbacks import FitReport, SampleLogger
 from crevnet.train.cli import CrevNetCLI
-from crevnet.train.end_of_fit import prediction_grid, write_report
+from crevnet.train.end_of_fit import report_model
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 NET = {
@@ -35,7 +36,7 @@ def test_prediction_grid_places_truth_over_prediction() -> None:
 def test_report_scores_model_and_baselines(smoke_env: Path) -> None:
     torch.manual_seed(0)
     net = CrevNet(CrevNetConfig.from_dict(NET))
-    report = write_report(net, smoke_env / "rep", num_sequences=6, batch_size=4, extra={"note": 1})
+    report = report_model(net, smoke_env / "rep", num_sequences=6, batch_size=4, extra={"note": 1})
     saved = json.loads((smoke_env / "rep" / "metrics.json").read_text())
     assert saved["note"] == 1 and saved["num_sequences"] == 6 and saved["surrogate"] is True
     assert "surrogate" in saved["test_set"]
