@@ -40,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from crevnet.evaluation.result import EvaluationResult
+
 try:
     import record
 except ImportError:  # loaded by file path (the tests): benchmarks/ holds the one record helper
@@ -79,16 +81,11 @@ def _fit(
     return time.monotonic() - start, run_root
 
 
-def _point(metrics: dict, minutes: float, step: int | None) -> dict[str, float]:
-    point = {
-        "minutes": minutes,
-        "step": step,
-        "mse": metrics["model"]["mse"],
-        "ssim": metrics["model"]["ssim"],
-    }
-    for key, values in metrics["baselines"].items():
-        point[f"{key}_mse"] = values["mse"]
-        point[f"{key}_ssim"] = values["ssim"]
+def _point(result: EvaluationResult, minutes: float, step: int | None) -> dict[str, float]:
+    point = {"minutes": minutes, "step": step, "mse": result.model.mse, "ssim": result.model.ssim}
+    for key, scores in result.baselines.items():
+        point[f"{key}_mse"] = scores.mse
+        point[f"{key}_ssim"] = scores.ssim
     return point
 
 
@@ -215,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         paths += [run_root / "checkpoints" / "last.ckpt"]
     points = [_score(p, test, context, horizon, args.batch_size) for p in paths if p.is_file()]
     if same:  # the final weights, scored by the report
-        points.append(_point(report, report["train_seconds"] / 60.0, report["global_step"]))
+        points.append(
+            _point(EvaluationResult.from_json(report), report["train_seconds"] / 60.0, report["global_step"])
+        )
     points.sort(key=lambda p: p["minutes"])
     result = {
         **sitting.stamp({}, load_after=load_after),  # load_after: when the fit ended, before the scoring

@@ -385,11 +385,11 @@ print(f"bundled mmnist-cpu: {loaded.meta.global_step:,} training steps")
 
 test_set = load_test_set("surrogate", num=NUM_TEST)
 results = evaluate_model(model, test_set, context=10, horizon=10, progress=False)
-rows = {"model": results["model"], **results["baselines"]}
-print(f"{results['test_set']}: frames 0-9 observed, 10-19 predicted")
+rows = {"model": results.model, **results.baselines}
+print(f"{results.test_set}: frames 0-9 observed, 10-19 predicted")
 print(f"{'predictor':>10} {'MSE':>8} {'SSIM':>7}")
-for name, metrics in rows.items():
-    print(f"{name:>10} {metrics['mse']:8.2f} {metrics['ssim']:7.4f}")""",
+for name, scores in rows.items():
+    print(f"{name:>10} {scores.mse:8.2f} {scores.ssim:7.4f}")""",
     ),
     (
         "code",
@@ -406,19 +406,19 @@ for k in range(len(samples.indices)):
     (
         "code",
         """\
-steps = range(1, results["horizon"] + 1)
+steps = range(1, results.horizon + 1)
 styles = {"model": "o-", "zeros": "s--", "copy_last": "^:"}
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 panels = (("mse", "MSE per frame (lower is better)"), ("ssim", "SSIM (higher is better)"))
 for ax, (key, title) in zip(axes, panels, strict=True):
-    for name, metrics in rows.items():
-        ax.plot(steps, metrics["per_horizon"][key], styles[name], label=name, markersize=4)
+    for name, scores in rows.items():
+        ax.plot(steps, scores.per_horizon[key], styles[name], label=name, markersize=4)
     ax.set_xlabel("frames ahead")
     ax.set_xticks(list(steps))
     ax.set_title(title)
     ax.grid(alpha=0.3)
 axes[0].legend()
-fig.suptitle(results["test_set"], fontsize=9)
+fig.suptitle(results.test_set, fontsize=9)
 fig.tight_layout()
 plt.show()""",
     ),
