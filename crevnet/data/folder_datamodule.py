@@ -20,7 +20,7 @@ from typing import Any, Literal
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from crevnet.data.cache import CACHE_DIR_NAME, FrameCache
+from crevnet.data.cache import CACHE_DIR_NAME, FrameCache, cache_shape
 from crevnet.data.clips import ClipInfo
 from crevnet.data.framing import Framing, ResizeMode
 from crevnet.data.sampler import EpochSampler, ResumableLoader
@@ -66,6 +66,15 @@ def _listing(names: dict[str, list[str]], shown: int = 4) -> str:
         more = " ..." if len(names[key]) > shown else ""
         parts.append(f"{key} {len(names[key])}: {', '.join(names[key][:shown])}{more}")
     return "; ".join(parts)
+
+
+def _cut_listing(cuts: dict[str, list[int]], shown: int = 4) -> str:
+    # "a.mp4 train 0-69, val 70-84, test 85-99; b.avi ..."
+    items = [
+        f"{name} train 0-{v - 1}, val {v}-{t - 1}, test {t}-{n - 1}"
+        for name, (v, t, n) in list(cuts.items())[:shown]
+    ]
+    return "; ".join(items) + (f"; ... ({len(cuts)} clips)" if len(cuts) > shown else "")
 
 
 def _has_split_folders(root: Path) -> bool:
@@ -183,7 +192,7 @@ class VideoFolderDataModule(L.LightningDataModule):
             None  # split by time: name -> [val start, test start, frames]
         )
         self.test_data: TestSet | None = None
-        self._cached: dict[tuple[Path, Framing], Path | None] = {}
+        self._cached: dict[tuple[Path, tuple[int, ...]], Path | None] = {}
 
     # -- split --------------------------------------------------------------------------------------
     def _make_split(self) -> None:
@@ -239,7 +248,8 @@ class VideoFolderDataModule(L.LightningDataModule):
             notes = list(folder.notes)
         self.parts = parts
         self.split = names
-        stderr_note(f"video folder {self.root}: {summary} ({how}): {_listing(names)}")
+        listing = _listing(names) if self.cuts is None else _cut_listing(self.cuts)
+        stderr_note(f"video folder {self.root}: {summary} ({how}): {listing}")
         for note in notes:
             stderr_note(f"note: {note}")
         self._write_split_file()
@@ -348,12 +358,14 @@ class VideoFolderDataModule(L.LightningDataModule):
         # Cache files of ``clips`` at ``framing`` (built once per module and clip; checked on disk once).
         if not self.cache:
             return None
-        todo = [c for c in clips if (c.path, framing) not in self._cached]
+        # one file serves every framing of the same scaled size and channels (random and centre crops)
+        keys = [(c.path, cache_shape(c, framing)) for c in clips]
+        todo = [(c, k) for c, k in zip(clips, keys, strict=True) if k not in self._cached]
         if todo:
-            names = [self._cache_name(c) for c in todo]
-            found = FrameCache(self.cache_dir).ensure(todo, names, framing)
-            self._cached.update({(c.path, framing): p for c, p in zip(todo, found, strict=True)})
-        return [self._cached[(c.path, framing)] for c in clips]
+            names = [self._cache_name(c) for c, _ in todo]
+            found = FrameCache(self.cache_dir).ensure([c for c, _ in todo], names, framing)
+            self._cached.update({k: p for (_, k), p in zip(todo, found, strict=True)})
+        return [self._cached[k] for k in keys]
 
     def _cache_name(self, clip: ClipInfo) -> str:
         try:
