@@ -358,14 +358,16 @@ class VideoFolderDataModule(L.LightningDataModule):
         # Cache files of ``clips`` at ``framing`` (built once per module and clip; checked on disk once).
         if not self.cache:
             return None
-        # one file serves every framing of the same scaled size and channels (random and centre crops)
-        keys = [(c.path, cache_shape(c, framing)) for c in clips]
-        todo = [(c, k) for c, k in zip(clips, keys, strict=True) if k not in self._cached]
+        # One file serves every framing of the same scaled size and channels (random and centre
+        # crops); the clips of every part are cached in one go, so the first pass is said once.
+        assert self.parts is not None
+        every = list({c.path: c for part in self.parts.values() for c in part}.values())
+        todo = [(c, k) for c in every if (k := (c.path, cache_shape(c, framing))) not in self._cached]
         if todo:
             names = [self._cache_name(c) for c, _ in todo]
             found = FrameCache(self.cache_dir).ensure([c for c, _ in todo], names, framing)
             self._cached.update({k: p for (_, k), p in zip(todo, found, strict=True)})
-        return [self._cached[k] for k in keys]
+        return [self._cached[(c.path, cache_shape(c, framing))] for c in clips]
 
     def _cache_name(self, clip: ClipInfo) -> str:
         try:
