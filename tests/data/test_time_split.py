@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -161,7 +162,9 @@ class _Crash(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_mid_epoch_continues_exactly(folder: Path, tmp_path: Path, clip_factory, monkeypatch) -> None:
+def test_resume_mid_epoch_continues_exactly_and_evaluate_scores_the_test_parts(
+    folder: Path, tmp_path: Path, clip_factory, monkeypatch, run_cli
+) -> None:
     from crevnet.train.cli import CrevNetCLI
 
     config = tmp_path / "tiny.yaml"
@@ -193,3 +196,12 @@ def test_resume_mid_epoch_continues_exactly(folder: Path, tmp_path: Path, clip_f
     assert resumed.datamodule.state_dict() == straight.datamodule.state_dict()
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(value, resumed.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+    # crevnet evaluate on the training folder: the checkpoint's cuts, the test parts only
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--ckpt", str(last), "--test-set", str(folder), "--out", str(out), "--no-progress"]
+    code, _, err = run_cli(*argv, "--samples", "0")
+    assert code == 0, err
+    assert "split by time; scoring the held-out last part of its 3 clip(s) only" in err
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["num_sequences"] == 3  # one disjoint 5-frame window in each clip's test part
+    assert results["test_set"].startswith("held-out test parts")
