@@ -1,10 +1,13 @@
 """``VideoFolderDataModule``: train, validate and test on a folder of your own clips, with Lightning.
 
 The folder is scanned once (:func:`crevnet.data.video_folder.load_folder_clips`), split **by file**
-(seeded; or by ``train/``, ``val/``, ``test/`` sub-folders when the root holds all three) and served
-as windows of ``num_frames`` frames (:class:`~crevnet.data.video_folder.ClipWindows`). The split is
-printed on stderr, stored in every checkpoint (this module's ``state_dict``, which ``crevnet
-evaluate`` reads) and written to ``split.json`` in the run folder.
+(seeded; or by ``train/``, ``val/``, ``test/`` sub-folders when the root holds all three) or **by
+time** (``split_by: time``: the end of every clip held out, :func:`~crevnet.data.video_folder.
+split_by_time`) and served as windows of ``num_frames`` frames
+(:class:`~crevnet.data.video_folder.ClipWindows`), read from a per-clip frame cache
+(:mod:`crevnet.data.cache`, ``cache: true``) decoded once. The split is printed on stderr, stored in
+every checkpoint (this module's ``state_dict``, which ``crevnet evaluate`` reads) and written to
+``split.json`` in the run folder.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from crevnet.data.cache import CACHE_DIR_NAME, FrameCache, cache_shape
 from crevnet.data.clips import ClipInfo
 from crevnet.data.framing import Framing, ResizeMode
 from crevnet.data.sampler import EpochSampler, ResumableLoader
 from crevnet.data.testset import TestSet
 from crevnet.data.video_folder import (
+    SPLIT_BY,
     SPLITS,
     ClipWindows,
     FolderClips,
@@ -29,6 +34,7 @@ from crevnet.data.video_folder import (
     load_folder_clips,
     span,
     split_by_file,
+    split_by_time,
     spread,
     stderr_note,
     windows_test_set,
@@ -62,6 +68,15 @@ def _listing(names: dict[str, list[str]], shown: int = 4) -> str:
     return "; ".join(parts)
 
 
+def _cut_listing(cuts: dict[str, list[int]], shown: int = 4) -> str:
+    # "a.mp4 train 0-69, val 70-84, test 85-99; b.avi ..."
+    items = [
+        f"{name} train 0-{v - 1}, val {v}-{t - 1}, test {t}-{n - 1}"
+        for name, (v, t, n) in list(cuts.items())[:shown]
+    ]
+    return "; ".join(items) + (f"; ... ({len(cuts)} clips)" if len(cuts) > shown else "")
+
+
 def _has_split_folders(root: Path) -> bool:
     return all((root / key).is_dir() for key in SPLITS)
 
@@ -82,8 +97,10 @@ class VideoFolderDataModule(L.LightningDataModule):
         fps: sample every clip at this rate instead (step ``round(clip fps / fps)``); None: use
             ``frame_stride``.
         window_stride: frames between two training window starts in a clip.
-        val_fraction: share of the clips held out for validation (at least one clip).
-        test_fraction: share of the clips held out for testing (at least one clip).
+        val_fraction: share of the clips held out for validation (at least one clip); split by time:
+            share of every clip's frames (at least one window), just before the test part.
+        test_fraction: share of the clips held out for testing (at least one clip); split by time:
+            share of every clip's frames (at least one window), its end.
         seed: seed of the split, the training order and the random crops.
         batch_size: windows per batch.
         num_workers: DataLoader worker processes.
@@ -92,6 +109,11 @@ class VideoFolderDataModule(L.LightningDataModule):
         test_size: test windows, evenly spread over the test clips (None: all).
         index_file: JSON file caching the clips' frame counts across runs (None: in memory only).
         pin_memory: pin batches in page-locked memory.
+        split_by: "file" (whole clips held out) or "time" (the last part of every clip held out;
+            ignored when the root has train/ val/ test/ sub-folders).
+        cache: read windows from a cache of every clip decoded once at the working size and channels
+            (:mod:`crevnet.data.cache`); False: decode every window from the clip.
+        cache_dir: the cache folder (None: ``<root>/.crevnet_cache``).
 
     Shape:
         batches: (B, num_frames, channels, H, W) float32 in [0, 1].
@@ -117,6 +139,9 @@ class VideoFolderDataModule(L.LightningDataModule):
         test_size: int | None = None,
         index_file: str | None = None,
         pin_memory: bool = False,
+        split_by: Literal["file", "time"] = "file",
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if num_frames < 2 or frame_stride < 1 or window_stride < 1 or batch_size < 1 or num_workers < 0:
@@ -132,6 +157,8 @@ class VideoFolderDataModule(L.LightningDataModule):
                 "VideoFolderDataModule: val_fraction and test_fraction must be in (0, 1) with a sum < 1; "
                 f"got {val_fraction}, {test_fraction}"
             )
+        if split_by not in SPLIT_BY:
+            raise ValueError(f"VideoFolderDataModule: split_by must be 'file' or 'time', got {split_by!r}")
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if value is not None and value < 1:
                 raise ValueError(f"VideoFolderDataModule: {name} must be >= 1 or null, got {value}")
@@ -155,9 +182,17 @@ class VideoFolderDataModule(L.LightningDataModule):
         self.test_size = test_size
         self.index_file = index_file
         self.pin_memory = pin_memory
+        self.split_by = split_by
+        self.cache = cache
+        self.cache_dir = self.root / CACHE_DIR_NAME if cache_dir is None else Path(cache_dir)
         self.parts: dict[str, tuple[ClipInfo, ...]] | None = None
+        self.ranges: dict[str, tuple[tuple[int, int], ...]] | None = None  # split by time: frames per part
         self.split: dict[str, list[str]] | None = None
+        self.cuts: dict[str, list[int]] | None = (
+            None  # split by time: name -> [val start, test start, frames]
+        )
         self.test_data: TestSet | None = None
+        self._cached: dict[tuple[Path, tuple[int, ...]], Path | None] = {}
 
     # -- split --------------------------------------------------------------------------------------
     def _make_split(self) -> None:
@@ -172,6 +207,37 @@ class VideoFolderDataModule(L.LightningDataModule):
             summary = "; ".join(f"{key}: {found[key].summary()}" for key in SPLITS)
             notes = [n for key in SPLITS for n in found[key].notes]
             names = {key: [f"{key}/{n}" for n in split[key]] for key in SPLITS}
+            if self.split_by == "time":
+                notes.append("split_by time ignored: the train/ val/ test/ sub-folders are the split")
+        elif self.split_by == "time":
+            folder = load_folder_clips(self.root, *args, index_file=self.index_file)
+            by_name = {folder.name(c): c for c in folder.clips}
+            needs = {
+                folder.name(c): span(self.num_frames, clip_step(c, self.frame_stride, self.fps))
+                for c in folder.clips
+            }
+            self.cuts = split_by_time(
+                {n: c.frames for n, c in by_name.items()},
+                needs,
+                self.val_fraction,
+                self.test_fraction,
+                self.num_frames,
+            )
+            ordered = sorted(by_name)
+            names = {key: list(ordered) for key in SPLITS}
+            parts = {key: tuple(by_name[n] for n in ordered) for key in SPLITS}
+            bounds = {"train": (None, 0), "val": (0, 1), "test": (1, 2)}
+            self.ranges = {
+                key: tuple((0 if a is None else self.cuts[n][a], self.cuts[n][b]) for n in ordered)
+                for key, (a, b) in bounds.items()
+            }
+            share = 1 - self.val_fraction - self.test_fraction
+            how = (
+                f"split by time: the first ~{share:.0%} of every clip trains, the next ~"
+                f"{self.val_fraction:.0%} validates, the last ~{self.test_fraction:.0%} tests"
+            )
+            summary = folder.summary()
+            notes = list(folder.notes)
         else:
             folder = load_folder_clips(self.root, *args, index_file=self.index_file)
             by_name = {folder.name(c): c for c in folder.clips}
@@ -182,7 +248,8 @@ class VideoFolderDataModule(L.LightningDataModule):
             notes = list(folder.notes)
         self.parts = parts
         self.split = names
-        stderr_note(f"video folder {self.root}: {summary} ({how}): {_listing(names)}")
+        listing = _listing(names) if self.cuts is None else _cut_listing(self.cuts)
+        stderr_note(f"video folder {self.root}: {summary} ({how}): {listing}")
         for note in notes:
             stderr_note(f"note: {note}")
         self._write_split_file()
@@ -198,19 +265,38 @@ class VideoFolderDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The split (saved in checkpoints): root, seed and the clip names of each part."""
-        return (
-            {}
-            if self.split is None
-            else {"root": str(self.root.resolve()), "seed": self.seed, "split": self.split}
-        )
+        """The split (saved in checkpoints): root, seed and the clip names of each part.
+
+        A split by time adds ``"split_by": "time"`` and ``"cuts"``: clip name -> [val start, test start,
+        frames] (frames ``test start ..`` are the test part that ``crevnet evaluate`` scores).
+        """
+        if self.split is None:
+            return {}
+        state: dict[str, Any] = {"root": str(self.root.resolve()), "seed": self.seed, "split": self.split}
+        if self.cuts is not None:
+            state["split_by"] = "time"
+            state["cuts"] = {name: list(cut) for name, cut in self.cuts.items()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """From a checkpoint: say so, and why, when the folder no longer splits as it recorded."""
         self._make_split()
         assert self.split is not None
         saved = state.get("split") if isinstance(state, dict) else None
-        if not saved or saved == self.split:
+        if not saved:
+            return
+        saved_by = state.get("split_by", "file")
+        this_by = "time" if self.cuts is not None else "file"
+        if saved_by != this_by:
+            stderr_note(
+                f"note: {self.root}: the checkpoint was split by {saved_by}, this run by {this_by} "
+                f"(--data.split_by {saved_by} splits as it did); this run uses the new split"
+            )
+            return
+        if this_by == "time":
+            self._compare_cuts(state.get("cuts") or {})
+            return
+        if saved == self.split:
             return
         reasons = []
         seed = state.get("seed")
@@ -234,22 +320,89 @@ class VideoFolderDataModule(L.LightningDataModule):
             f"this run uses the new split{leak}"
         )
 
+    def _compare_cuts(self, saved: dict[str, list[int]]) -> None:
+        # Split by time: the same clips cut at the same frames, or a note on what moved.
+        assert self.cuts is not None
+        if saved == self.cuts:
+            return
+        moved = sorted(n for n in set(saved) & set(self.cuts) if list(saved[n]) != list(self.cuts[n]))
+        changed = set(saved) != set(self.cuts)
+        why = "; ".join(
+            part
+            for part in (
+                "files were added, removed or renamed" if changed else "",
+                f"{len(moved)} clip(s) are cut at other frames ({', '.join(moved[:4])}"
+                f"{' ...' if len(moved) > 4 else ''}: other val/test fractions, num_frames or frame counts)"
+                if moved
+                else "",
+            )
+            if part
+        )
+        # frames this run holds out that the checkpoint trained on: a held-out part starting earlier
+        leak = sorted(n for n in moved if self.cuts[n][0] < saved[n][0])
+        tail = (
+            f"; {len(leak)} clip(s) hold out frames the checkpoint trained on: {', '.join(leak)}"
+            if leak
+            else ""
+        )
+        stderr_note(
+            f"note: {self.root}: the clips split differently from the checkpoint's recorded split by time: "
+            f"{why}; this run uses the new split{tail}"
+        )
+
     # -- datasets -----------------------------------------------------------------------------------
     def _steps(self, clips: Sequence[ClipInfo]) -> list[int]:
         return [clip_step(c, self.frame_stride, self.fps) for c in clips]
+
+    def _cache_files(self, clips: Sequence[ClipInfo], framing: Framing) -> list[Path | None] | None:
+        # Cache files of ``clips`` at ``framing`` (built once per module and clip; checked on disk once).
+        if not self.cache:
+            return None
+        # One file serves every framing of the same scaled size and channels (random and centre
+        # crops); the clips of every part are cached in one go, so the first pass is said once.
+        assert self.parts is not None
+        every = list({c.path: c for part in self.parts.values() for c in part}.values())
+        todo = [(c, k) for c in every if (k := (c.path, cache_shape(c, framing))) not in self._cached]
+        if todo:
+            names = [self._cache_name(c) for c, _ in todo]
+            found = FrameCache(self.cache_dir).ensure([c for c, _ in todo], names, framing)
+            self._cached.update({k: p for (_, k), p in zip(todo, found, strict=True)})
+        return [self._cached[(c.path, cache_shape(c, framing))] for c in clips]
+
+    def _cache_name(self, clip: ClipInfo) -> str:
+        try:
+            return clip.path.relative_to(self.root).as_posix()
+        except ValueError:
+            return clip.path.name
 
     def windows(self, part: str) -> ClipWindows:
         """Windows of ``part``: "train" overlapping, a shuffled stream; "val"/"test" disjoint, in order."""
         self._make_split()
         assert self.parts is not None
         clips = self.parts[part]
+        ranges = None if self.ranges is None else self.ranges[part]
         if part == "train":
             return ClipWindows(
-                clips, self._steps(clips), self.num_frames, self.window_stride, self.framing, self.seed
+                clips,
+                self._steps(clips),
+                self.num_frames,
+                self.window_stride,
+                self.framing,
+                self.seed,
+                ranges=ranges,
+                cached=self._cache_files(clips, self.framing),
             )
         spans = [span(self.num_frames, s) for s in self._steps(clips)]
         stride = max(spans) if spans else 1
-        return ClipWindows(clips, self._steps(clips), self.num_frames, stride, self.eval_framing)
+        return ClipWindows(
+            clips,
+            self._steps(clips),
+            self.num_frames,
+            stride,
+            self.eval_framing,
+            ranges=ranges,
+            cached=self._cache_files(clips, self.eval_framing),
+        )
 
     def _check_model(self) -> None:
         # Channels, frame size and window length must suit the model being trained: say so in words

@@ -11,6 +11,10 @@ A folder (searched recursively) of video files and/or folders of frame images
 - **Split by file** (:func:`split_by_file`): the clips (sorted by path) are shuffled with a seed and
   cut into train / val / test, so no test frame is ever seen in training
   (:class:`~crevnet.data.folder_datamodule.VideoFolderDataModule` records it).
+- **Split by time** (:func:`split_by_time`): every clip is cut in three consecutive parts, train
+  first, then val, then the last part for test; windows are made inside one part only (a window's
+  frame range, :class:`ClipWindows` ``ranges``), so none crosses a cut and a few long videos can all
+  be trained on.
 - **Frames** are brought to ``size`` with ``resize``, ``center_crop`` or ``random_crop`` (training only;
   validation and test use the centre) and to ``channels`` (:class:`~crevnet.data.framing.Framing`).
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from crevnet.data.cache import open_cached
 from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
@@ -46,6 +52,7 @@ from crevnet.nn.model import DEFAULT_HORIZON
 __all__ = [
     "FOLDER_BASELINES",
     "SPLITS",
+    "SPLIT_BY",
     "ClipWindows",
     "FolderClips",
     "clip_step",
@@ -54,12 +61,15 @@ __all__ = [
     "load_folder_clips",
     "span",
     "split_by_file",
+    "split_by_time",
     "spread",
     "stderr_note",
+    "time_parts",
     "windows_test_set",
 ]
 
 SPLITS = ("train", "val", "test")
+SPLIT_BY = ("file", "time")
 FOLDER_BASELINES: tuple[str, ...] = (*STANDARD_BASELINES, "mean_context")
 """Keys of the baselines (:data:`crevnet.evaluation.baselines.BASELINES`) a folder of real clips is
 scored against: the standard ones and the mean of the context (a strong one there)."""
@@ -106,6 +116,73 @@ def split_by_file(
         "train": sorted(shuffled[n_test + n_val :]),
     }
     return {key: parts[key] for key in SPLITS}
+
+
+def time_parts(frames: int, need: int, val_fraction: float, test_fraction: float) -> tuple[int, int] | None:
+    """Where a clip of ``frames`` frames is cut for a split by time: (val start, test start), or None.
+
+    The last ``round(frames × test_fraction)`` frames are the test part, the
+    ``round(frames × val_fraction)`` before them the val part, the rest (the beginning) the train part;
+    val and test get at least ``need`` frames (one window), and None means the train part would be
+    shorter than ``need``.
+    """
+    n_test = max(need, round(frames * test_fraction))
+    n_val = max(need, round(frames * val_fraction))
+    if frames - n_val - n_test < need:
+        return None
+    return frames - n_test - n_val, frames - n_test
+
+
+def _time_split_needs(need: int, val_fraction: float, test_fraction: float) -> int:
+    # The fewest frames time_parts can cut in three (one window each).
+    frames = 3 * need
+    while time_parts(frames, need, val_fraction, test_fraction) is None:
+        frames += 1
+    return frames
+
+
+def split_by_time(
+    frames: Mapping[str, int],
+    needs: Mapping[str, int],
+    val_fraction: float,
+    test_fraction: float,
+    num_frames: int | None = None,
+) -> dict[str, list[int]]:
+    """Cut every clip in time: name -> [val start, test start, frames] (see :func:`time_parts`).
+
+    Frames ``0 .. val start - 1`` train, ``val start .. test start - 1`` validate, ``test start ..
+    frames - 1`` test; windows are made inside one part only.
+
+    Args:
+        frames: frame count of each clip, by name.
+        needs: frames one window spans in each clip (:func:`span`).
+        val_fraction: share of each clip's frames held out for validation (before the test part).
+        test_fraction: share of each clip's frames held out for testing (its end).
+        num_frames: frames per window, for the error message.
+
+    Raises:
+        DataError: a clip too short for three parts of one window each; one message names the clips,
+            the frames each has and needs, and what to change.
+    """
+    cuts: dict[str, list[int]] = {}
+    short: list[str] = []
+    for name in sorted(frames):
+        parts = time_parts(frames[name], needs[name], val_fraction, test_fraction)
+        if parts is None:
+            need = _time_split_needs(needs[name], val_fraction, test_fraction)
+            short.append(f"{name} ({frames[name]} frames, needs {need})")
+        else:
+            cuts[name] = [*parts, frames[name]]
+    if short:
+        window = f"{num_frames}-frame " if num_frames is not None else ""
+        listed = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+        raise DataError(
+            f"{len(short)} clip(s) too short for a split by time into train, val "
+            f"({val_fraction:g}) and test ({test_fraction:g}) parts of at least one {window}window each: "
+            f"{listed}; pass a lower data.val_fraction / data.test_fraction, data.num_frames or "
+            "data.frame_stride, remove those clips, or use data.split_by file"
+        )
+    return cuts
 
 
 @dataclass(frozen=True)
@@ -222,11 +299,18 @@ class ClipWindows(Dataset[torch.Tensor]):
     """Windows of ``num_frames`` frames from a list of clips, read on demand.
 
     Window ``k`` is (clip, start) in clip order, then start order; its frames are
-    ``start, start + step, ...`` of that clip (``step`` per clip). With ``shuffle_seed`` set the
+    ``start, start + step, ...`` of that clip (``step`` per clip), all inside the clip's frame range
+    (``ranges``: the whole clip, or one part of a split by time). With ``shuffle_seed`` set the
     dataset is an endless training stream: index ``i`` is window ``perm_p[i mod n]`` of pass
     ``p = i // n``, ``perm_p`` a permutation drawn from (seed, p), so any index can be read alone,
     in any worker, and an :class:`~crevnet.data.sampler.EpochSampler` gives fresh orders every epoch.
     Random crops are drawn from (seed, index).
+
+    Frames come from the clip itself (only the window's frames are decoded) or, when ``cached`` gives
+    a clip's cache file (:mod:`crevnet.data.cache`: every frame already at the framing's scaled size and
+    channels), from that file, memory-mapped; both give the same bytes. At most ``open_files`` cache
+    files are mapped at once per process (least recently used closed first), so a folder of hundreds of
+    clips holds neither hundreds of maps nor their file descriptors.
 
     Args:
         clips: the clips.
@@ -235,6 +319,9 @@ class ClipWindows(Dataset[torch.Tensor]):
         window_stride: frames between two window starts in a clip (>= 1).
         framing: size, resize mode and channels of the output.
         shuffle_seed: None: window ``i`` in order (``i < len``); else the shuffled endless stream.
+        ranges: (first, stop) frame range of each clip that windows are made in (None: whole clips).
+        cached: cache file of each clip (None for a clip read directly; None: no cache at all).
+        open_files: cache files kept mapped at once.
 
     Shape:
         item: (T, C, H, W) float32 in [0, 1].
@@ -248,21 +335,40 @@ class ClipWindows(Dataset[torch.Tensor]):
         window_stride: int,
         framing: Framing,
         shuffle_seed: int | None = None,
+        ranges: Sequence[tuple[int, int]] | None = None,
+        cached: Sequence[Path | None] | None = None,
+        open_files: int = 32,
     ) -> None:
-        if len(clips) != len(steps) or num_frames < 1 or window_stride < 1:
-            raise ValueError("ClipWindows: one step per clip, num_frames >= 1 and window_stride >= 1")
+        if len(clips) != len(steps) or num_frames < 1 or window_stride < 1 or open_files < 1:
+            raise ValueError(
+                "ClipWindows: one step per clip, num_frames >= 1, window_stride >= 1 and open_files >= 1"
+            )
         self.clips = tuple(clips)
         self.steps = tuple(int(s) for s in steps)
+        self.ranges = (
+            tuple((0, c.frames) for c in self.clips)
+            if ranges is None
+            else tuple((int(a), min(int(b), c.frames)) for (a, b), c in zip(ranges, self.clips, strict=True))
+        )
+        self.cached = (None,) * len(self.clips) if cached is None else tuple(cached)
+        if len(self.cached) != len(self.clips):
+            raise ValueError("ClipWindows: one cache file (or None) per clip")
         self.num_frames = num_frames
         self.window_stride = window_stride
         self.framing = framing
         self.shuffle_seed = shuffle_seed
+        self.open_files = open_files
         counts = [
-            max(0, (c.frames - span(num_frames, s)) // window_stride + 1)
-            for c, s in zip(self.clips, self.steps, strict=True)
+            max(0, (stop - first - span(num_frames, s)) // window_stride + 1)
+            for (first, stop), s in zip(self.ranges, self.steps, strict=True)
         ]
         self.ends = np.cumsum(counts, dtype=np.int64)  # windows of clips 0..i
         self._perm: tuple[int, np.ndarray] | None = None  # (pass, permutation): a cache, not state
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()  # clip -> open memmap, LRU order
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes (spawn) get the paths, never the mapped arrays.
+        return {**self.__dict__, "_maps": OrderedDict(), "_perm": None}
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -273,7 +379,7 @@ class ClipWindows(Dataset[torch.Tensor]):
             raise IndexError(f"ClipWindows: window {k} of {len(self)}")
         clip = int(np.searchsorted(self.ends, k, side="right"))
         before = int(self.ends[clip - 1]) if clip else 0
-        return clip, (k - before) * self.window_stride
+        return clip, self.ranges[clip][0] + (k - before) * self.window_stride
 
     def frame_indices(self, k: int) -> tuple[int, list[int]]:
         """(clip index, frame indices) of window ``k``."""
@@ -290,12 +396,26 @@ class ClipWindows(Dataset[torch.Tensor]):
             self._perm = (epoch, np.random.default_rng((self.shuffle_seed, epoch)).permutation(n))
         return int(self._perm[1][j])
 
+    def _mapped(self, clip: int, path: Path) -> np.ndarray:
+        frames = self._maps.get(clip)
+        if frames is None:
+            frames = open_cached(path)
+            self._maps[clip] = frames
+            while len(self._maps) > self.open_files:
+                self._maps.popitem(last=False)  # the map (and its descriptor) goes with the last reference
+        else:
+            self._maps.move_to_end(clip)
+        return frames
+
     def read(self, index: int) -> np.ndarray:
         """Item ``index`` as uint8. Shape: (T, C, H, W)."""
         if index < 0 or (self.shuffle_seed is None and index >= len(self)):
             raise IndexError(f"ClipWindows: index {index} of {len(self)}")
         clip, indices = self.frame_indices(self._window_of(index))
-        frames = read_frames(self.clips[clip], indices)
+        path = self.cached[clip]
+        # A cached clip holds every frame at the framing's scaled size and channels: framing them again
+        # only cuts (the same cut, drawn from the same generator), so both ways give the same bytes.
+        frames = read_frames(self.clips[clip], indices) if path is None else self._mapped(clip, path)[indices]
         rng = None if self.shuffle_seed is None else sequence_rng(self.shuffle_seed, index, _CROP_STREAM)
         return self.framing.apply(frames, rng)
 
@@ -334,7 +454,8 @@ def folder_eval_settings(hparams: Mapping[str, Any], state: Mapping[str, Any]) -
 
     Args:
         hparams: the checkpoint's ``datamodule_hyper_parameters``.
-        state: the video-folder data module's recorded state (``{"split": ...}``), or empty.
+        state: the video-folder data module's recorded state (``{"split": ...}``, and for a split by
+            time ``"split_by": "time"`` and ``"cuts"``), or empty.
     """
     keys = ("num_frames", "frame_stride", "fps", "resize", "root")
     settings = {k: hparams[k] for k in keys if k in hparams}
@@ -359,7 +480,8 @@ def folder_test_set(
     crops), and ``context + horizon`` frames (``horizon`` default: the training windows' frames minus
     ``context``, else :data:`~crevnet.nn.model.DEFAULT_HORIZON`); they do not overlap. When ``folder``
     is the root the checkpoint was trained on and the checkpoint records its split, only the held-out
-    test clips are used (``all_files``: every clip), so the score never includes a training frame.
+    test clips are used, or, for a split by time, only the test part (the end) of every clip
+    (``all_files``: every clip, whole), so the score never includes a training frame.
 
     Args:
         folder: the clips (recursive).
@@ -384,22 +506,37 @@ def folder_test_set(
     found = load_folder_clips(folder, context + horizon, framing, stride, fps, warn=_log.warning)
     clips = found.clips
     name = f"clips in {folder}"
+    ranges = None
     split = settings.get("split", {})
     if not all_files and split and Path(split.get("root", "")) == folder.resolve():
-        held_out = set(split["split"].get("test", []))
-        clips = tuple(c for c in clips if found.name(c) in held_out)
-        name = f"held-out test clips of {folder} (split recorded in the checkpoint)"
-        _log.info(
-            "evaluate: %s is the training folder; scoring its %d held-out test clip(s) only",
-            folder,
-            len(clips),
-        )
-        if not clips:
-            raise DataError(f"{folder}: none of the checkpoint's held-out test clips is usable here")
+        if split.get("split_by") == "time":
+            cuts = split.get("cuts", {})
+            clips = tuple(c for c in clips if found.name(c) in cuts)
+            ranges = [(cuts[found.name(c)][1], cuts[found.name(c)][2]) for c in clips]
+            name = f"held-out test parts (the end of every clip) of {folder} (split recorded in checkpoint)"
+            _log.info(
+                "evaluate: %s is the training folder, split by time; scoring the held-out last part "
+                "of its %d clip(s) only",
+                folder,
+                len(clips),
+            )
+            if not clips:
+                raise DataError(f"{folder}: none of the checkpoint's clips is usable here")
+        else:
+            held_out = set(split["split"].get("test", []))
+            clips = tuple(c for c in clips if found.name(c) in held_out)
+            name = f"held-out test clips of {folder} (split recorded in the checkpoint)"
+            _log.info(
+                "evaluate: %s is the training folder; scoring its %d held-out test clip(s) only",
+                folder,
+                len(clips),
+            )
+            if not clips:
+                raise DataError(f"{folder}: none of the checkpoint's held-out test clips is usable here")
     _log.info("evaluate: %s: %s", folder, found.summary())
     for note in found.notes:
         _log.info("note: %s", note)
     steps = [clip_step(c, stride, fps) for c in clips]
     stride_windows = max(span(context + horizon, s) for s in steps)
-    windows = ClipWindows(clips, steps, context + horizon, stride_windows, framing)
+    windows = ClipWindows(clips, steps, context + horizon, stride_windows, framing, ranges=ranges)
     return windows_test_set(windows, name, limit, folder.resolve()), horizon
