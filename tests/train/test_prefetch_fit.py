@@ -43,7 +43,8 @@ def test_prefetch_sees_the_same_batches_straight_and_resumed(
     straight = fit_smoke(smoke_env / "a", [*COMMON, "--data.prefetch_batches=0"], [plain])
     prefetched = fit_smoke(smoke_env / "b", [*COMMON, "--data.prefetch_batches=2"], [ahead])
     assert sorted(plain.batches) == sorted(ahead.batches) == list(range(10))
-    assert plain.threads == 0 and ahead.threads == 1  # the batches really came from the thread
+    # the batches really came from the thread (two for a moment at an epoch boundary: the old one ends)
+    assert plain.threads == 0 and ahead.threads >= 1
     for step, batch in plain.batches.items():
         assert torch.equal(batch, ahead.batches[step]), step
     same_training_state(straight, prefetched, 10)
