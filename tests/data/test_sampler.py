@@ -75,15 +75,14 @@ def test_prefetch_yields_the_loaders_batches_bit_for_bit_and_stops_its_thread():
     assert all(torch.equal(a, b[0]) for a, b in zip(plain[3:], loader, strict=True))
 
 
-def test_prefetch_with_workers_is_the_plain_iterator():
-    loader = ResumableLoader(
-        TensorDataset(torch.arange(8)),
-        batch_size=2,
-        sampler=EpochSampler(8),
-        position=lambda: (0, 0),
-        prefetch=3,
-        num_workers=1,
+def _counting_loader(size: int, **kwargs) -> ResumableLoader:
+    return ResumableLoader(
+        TensorDataset(torch.arange(size)), sampler=EpochSampler(size), position=lambda: (0, 0), **kwargs
     )
+
+
+def test_prefetch_with_workers_is_the_plain_iterator():
+    loader = _counting_loader(8, batch_size=2, prefetch=3, num_workers=1)
     assert not isinstance(iter(loader), PrefetchIterator)  # workers already build batches ahead
     with pytest.raises(ValueError, match="prefetch"):
         ResumableLoader(TensorDataset(torch.arange(8)), position=lambda: (0, 0), prefetch=-1)
@@ -136,13 +135,7 @@ def test_prefetch_stops_without_hanging_when_abandoned_or_closed_with_a_full_que
     thread.join(2.0)
     assert not thread.is_alive()
     # the loader's close() stops the iterators it handed out
-    loader = ResumableLoader(
-        TensorDataset(torch.arange(100)),
-        batch_size=1,
-        sampler=EpochSampler(100),
-        position=lambda: (0, 0),
-        prefetch=1,
-    )
+    loader = _counting_loader(100, batch_size=1, prefetch=1)
     live = iter(loader)
     next(live)
     loader.close()
