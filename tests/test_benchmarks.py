@@ -456,3 +456,28 @@ def test_forms_prints_one_row_per_form_depth_and_dtype(tmp_path, capsys):
             assert row["log_det_mean"] == row["log_det_std"] == 0.0
     deeper = {(r["coupling"], r["mixing"], r["depth"]): r["params"] for r in rows}
     assert deeper[("affine", "fixed", 2)] > deeper[("affine", "fixed", 1)]
+
+
+def test_fit_ratio_time_format_and_loop_config():
+    bench = _load("fit_ratio")
+    assert bench.max_time(180) == "00:00:03:00" and bench.max_time(0.2) == "00:00:00:01"
+    assert bench.max_time(90061) == "01:01:01:01"
+    config = yaml.safe_load((BENCH.parent / "configs" / "quickstart.yaml").read_text())
+    loop = bench.loop_config(config)
+    names = [cb["class_path"].rpartition(".")[2] for cb in loop["trainer"]["callbacks"]]
+    assert "FitReport" not in names and "SampleLogger" in names and "AdaptiveThreads" in names
+    assert any("FitReport" in cb["class_path"] for cb in config["trainer"]["callbacks"])  # not mutated
+
+
+@pytest.mark.slow
+def test_fit_ratio_prints_both_rates_and_their_ratio(mnist_dir, capsys, monkeypatch):
+    monkeypatch.setenv("CREVNET_DATA_DIR", str(mnist_dir))
+    bench = _load("fit_ratio")
+    smoke = BENCH.parent / "configs" / "smoke.yaml"
+    assert bench.main(["--config", str(smoke), "--minutes", "0.08", "--step-steps", "2"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["fit_steps"] > 0 and row["fit_batch"] == row["step_batch"] == 4
+    assert row["fit_samples_per_s"] > 0 and row["step_samples_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["fit_samples_per_s"] / row["step_samples_per_s"], rel=0.01)
+    assert len(row["step_s"]) == 2 and row["minutes"] == 0.08
+    assert {"machine", "commit", "load_before", "load_after", "command"} <= set(row)

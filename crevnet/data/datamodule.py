@@ -13,7 +13,9 @@ Splits (all from the genuine MNIST digits, never overlapping):
   "standard" (``mnist_test_seq.npy``) or a path to a (T, N, H, W) uint8 ``.npy``; the first
   ``test_size`` sequences (None = all). ``test_set_name`` says which one was used.
 
-Batches are float32 (B, T, 1, H, W) in [0, 1].
+Batches are float32 (B, T, 1, H, W) in [0, 1]. With ``prefetch_batches=N`` (and ``num_workers=0``) the
+training batches are built by a background thread up to N batches ahead of the training step: the same
+batches in the same order (see :class:`~crevnet.data.sampler.ResumableLoader`), off the training thread.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class MovingMNISTDataModule(L.LightningDataModule):
         images: "mnist", or "fashion_mnist" for Moving Fashion-MNIST (OpenSTL's ``mfmnist``: the
             same generator fed with Fashion-MNIST images, train/val/test split as for MNIST; its
             test set is the surrogate drawn from the Fashion-MNIST test images).
+        prefetch_batches: training batches generated ahead in a background thread (0: generated on
+            the training thread when Lightning asks; ignored when ``num_workers > 0``). The batches
+            are identical either way, and so is a resumed run.
 
     Shape:
         batches: (B, T, 1, H, W) float32 in [0, 1].
@@ -83,6 +88,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
         download: bool = True,
         pin_memory: bool = False,
         images: ImageSetName = "mnist",
+        prefetch_batches: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or num_frames < 1:
@@ -95,6 +101,8 @@ class MovingMNISTDataModule(L.LightningDataModule):
                 "MovingMNISTDataModule: train_size, val_size and test_size must be >= 1; got "
                 f"{train_size}, {val_size}, {test_size}"
             )
+        if prefetch_batches < 0:
+            raise ValueError(f"MovingMNISTDataModule: prefetch_batches must be >= 0, got {prefetch_batches}")
         if not 0 < val_digits < 60000:
             raise ValueError(f"MovingMNISTDataModule: val_digits must be in 1..59999, got {val_digits}")
         self.save_hyperparameters(ignore=["generator"])
@@ -115,6 +123,8 @@ class MovingMNISTDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.images = images
         self.image_set = image_set(images)
+        self.prefetch_batches = prefetch_batches
+        self._train_loaders: list[ResumableLoader] = []  # closed (prefetch threads stopped) at teardown
         self.train_dataset: MovingMNIST | None = None
         self.val_dataset: MovingMNIST | None = None
         self.test_data: TestSet | None = None
@@ -195,9 +205,29 @@ class MovingMNISTDataModule(L.LightningDataModule):
         if self.train_dataset is None:
             self.setup("fit")
         sampler = EpochSampler(self.train_size, fixed=self.fixed_train)
-        return ResumableLoader(
-            self.train_dataset, sampler=sampler, position=self._train_position, **self._loader_kwargs()
+        loader = ResumableLoader(
+            self.train_dataset,
+            sampler=sampler,
+            position=self._train_position,
+            prefetch=self.prefetch_batches,
+            **self._loader_kwargs(),
         )
+        self._train_loaders.append(loader)
+        return loader
+
+    def _close_train_loaders(self) -> None:
+        while self._train_loaders:
+            self._train_loaders.pop().close()
+
+    def teardown(self, stage: str) -> None:
+        """Stop the training loaders' prefetch threads (end of ``fit``)."""
+        if stage == "fit":
+            self._close_train_loaders()
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Stop the prefetch threads when ``fit`` fails or is interrupted."""
+        del exception
+        self._close_train_loaders()
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation sequences, in order."""

@@ -7,17 +7,25 @@ the epoch and the number of samples the training loop has consumed in it, read f
 progress at save time (the loader's own iterator runs ahead of the loop because Lightning prefetches),
 and on load the sampler starts that many samples into that epoch. Lightning counts the batches already
 consumed when it resumes mid-epoch, so the epoch still ends after ``len(loader)`` batches.
+
+With ``prefetch=N`` (and no worker processes) a background thread builds the next ``N`` batches while
+the training step runs: the same ``DataLoader`` iterator, consumed in the same order by one thread, so
+the batches are exactly the ones the loader yields without it (same indices, same tensors). The thread
+is stopped when the iteration ends, fails, is abandoned, or the loader is closed (:meth:`close`).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["EpochSampler", "ResumableLoader"]
+__all__ = ["EpochSampler", "PrefetchIterator", "ResumableLoader"]
 
 
 class EpochSampler(Sampler[int]):
@@ -63,6 +71,93 @@ class EpochSampler(Sampler[int]):
         return self.size
 
 
+_POLL_S = 0.05  # how often a blocked producer checks whether it was told to stop
+
+
+def _produce(source: Iterator[Any], out: queue.Queue, stop: threading.Event) -> None:
+    # The producer thread: items of ``source`` in order, then ("end", None); ("error", exc) if it fails.
+    # It holds no reference to the PrefetchIterator, so an abandoned iterator is collected (and stops it).
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(message, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for item in source:
+            if not put(("item", item)):
+                return
+        put(("end", None))
+    except BaseException as exc:  # handed to the consumer, raised there
+        put(("error", exc))
+
+
+class PrefetchIterator(Iterator[Any]):
+    """Iterate ``source`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    The items and their order are those of ``source`` (one thread consumes it). An exception raised
+    by ``source`` is raised by ``next`` (after the items before it). :meth:`close` (also called when
+    the iteration ends, fails, or the iterator is garbage-collected) stops the thread; it never hangs
+    on a full queue.
+
+    Args:
+        source: the iterator to run ahead (e.g. a ``DataLoader``'s).
+        depth: items built ahead, >= 1.
+    """
+
+    def __init__(self, source: Iterator[Any], depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"PrefetchIterator: depth must be >= 1, got {depth}")
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(
+            target=_produce, args=(source, self._queue, self._stop), name="crevnet-prefetch", daemon=True
+        )
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, _stop_thread, self._stop, self._queue, self._thread)
+
+    def __iter__(self) -> PrefetchIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        kind, value = self._queue.get()
+        if kind == "item":
+            return value
+        self.close()
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    @property
+    def alive(self) -> bool:
+        """Whether the producer thread is still running."""
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the producer thread and wait for it (at most ``timeout`` seconds)."""
+        self._done = True
+        _stop_thread(self._stop, self._queue, self._thread, timeout)
+
+
+def _stop_thread(
+    stop: threading.Event, items: queue.Queue, thread: threading.Thread, timeout: float = 10.0
+) -> None:
+    stop.set()
+    while True:  # free the slots so that a producer blocked in put() sees the event at once
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            break
+    if thread is not threading.current_thread():
+        thread.join(timeout)
+
+
 class ResumableLoader(DataLoader):
     """A ``DataLoader`` over an :class:`EpochSampler` whose position goes into Lightning checkpoints.
 
@@ -70,12 +165,35 @@ class ResumableLoader(DataLoader):
         *args: as ``DataLoader``; ``sampler`` must be an :class:`EpochSampler`.
         position: returns ``(epoch, batches)``: the current epoch and how many batches of it the
             training loop has consumed (the data module reads them from its trainer).
+        prefetch: batches built ahead in a background thread (0: none; ignored with worker processes,
+            which already build batches ahead). The batches are the same either way.
         **kwargs: as ``DataLoader``.
     """
 
-    def __init__(self, *args: Any, position: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, position: Callable[[], tuple[int, int]], prefetch: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if prefetch < 0:
+            raise ValueError(f"ResumableLoader: prefetch must be >= 0, got {prefetch}")
         self.position = position
+        self.prefetch = prefetch
+        self._live: weakref.WeakSet[PrefetchIterator] = weakref.WeakSet()
+
+    def __iter__(self) -> Iterator[Any]:
+        # The DataLoader iterator (and so the sampler's indices: epoch and resume point) is made here,
+        # on the calling thread; only its batches are built on the producer thread.
+        source = super().__iter__()
+        if self.prefetch == 0 or self.num_workers > 0:
+            return source
+        iterator = PrefetchIterator(source, self.prefetch)
+        self._live.add(iterator)
+        return iterator
+
+    def close(self) -> None:
+        """Stop the prefetch threads of this loader's iterators (the data module's ``teardown``)."""
+        for iterator in list(self._live):
+            iterator.close()
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "samples"}``: the epoch and the samples consumed in it (per process)."""

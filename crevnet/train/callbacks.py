@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-__all__ = ["FitReport", "SampleLogger", "WallClockLog", "run_dir"]
+__all__ = ["FitReport", "SampleLogger", "WallClockLog", "run_dir", "within_budget"]
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -22,28 +22,62 @@ def run_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+def within_budget(spent_s: float, cost_s: float, elapsed_s: float, fraction: float) -> bool:
+    """Whether ``cost_s`` more seconds of side work keep the side work at most ``fraction`` of the time.
+
+    ``spent_s`` is the side work so far and ``elapsed_s`` the training wall time so far (side work
+    included): ``spent_s + cost_s <= fraction * (elapsed_s + cost_s)``.
+    """
+    return spent_s + cost_s <= fraction * (elapsed_s + cost_s)
+
+
 class SampleLogger(L.Callback):
     """Every ``every_n_steps`` optimizer steps, predict a few validation clips and save the pictures.
 
     Writes ``<run dir>/samples/step_<N>.png`` (contact sheet: truth and prediction rows) and
     ``step_<N>.gif``, and sends the PNG to a wandb logger when one is attached.
 
+    The pictures take at most ``max_fraction`` of the training wall time: a drawing that would take
+    the time spent on them above it (its cost estimated by the last one's) is skipped
+    (:func:`within_budget`). They never change what the model trains on (they predict fixed
+    validation clips without gradients and draw no random numbers).
+
     Args:
         every_n_steps: interval in optimizer steps (0 disables).
         num_clips: clips drawn.
         gif: also write the GIF.
+        max_fraction: the most of the training wall time the pictures may take (None: no bound).
     """
 
-    def __init__(self, every_n_steps: int = 500, num_clips: int = 4, gif: bool = True) -> None:
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_clips: int = 4,
+        gif: bool = True,
+        max_fraction: float | None = 0.01,
+    ) -> None:
         super().__init__()
         if every_n_steps < 0 or num_clips < 1:
             raise ValueError(
                 f"SampleLogger: need every_n_steps >= 0 and num_clips >= 1, got {every_n_steps}, {num_clips}"
             )
+        if max_fraction is not None and not 0.0 < max_fraction <= 1.0:
+            raise ValueError(f"SampleLogger: max_fraction must be in (0, 1], got {max_fraction}")
         self.every_n_steps = every_n_steps
         self.num_clips = num_clips
         self.gif = gif
+        self.max_fraction = max_fraction
+        self.spent_s = 0.0  # wall time spent drawing in this fit
+        self.last_cost_s = 0.0  # the last drawing's
+        self.skipped: list[int] = []  # steps whose drawing the budget skipped
         self._clips: torch.Tensor | None = None
+        self._started: float | None = None
+        self._clock = time.monotonic
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock the budget is measured against."""
+        self._started = self._clock()
+        self.spent_s = 0.0
 
     def _get_clips(self, trainer: L.Trainer) -> torch.Tensor | None:
         if self._clips is None:
@@ -63,10 +97,19 @@ class SampleLogger(L.Callback):
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps:
             return
+        now = self._clock()
+        elapsed = now - (now if self._started is None else self._started)
+        if self.max_fraction is not None and not within_budget(
+            self.spent_s, self.last_cost_s, elapsed, self.max_fraction
+        ):
+            self.skipped.append(step)
+            return
         clips = self._get_clips(trainer)
         if clips is None:
             return
         self.write_samples(trainer, pl_module, clips.to(pl_module.device), step)
+        self.last_cost_s = self._clock() - now
+        self.spent_s += self.last_cost_s
 
     def write_samples(
         self, trainer: L.Trainer, pl_module: L.LightningModule, clips: torch.Tensor, step: int

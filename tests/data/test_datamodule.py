@@ -80,3 +80,27 @@ def test_bad_arguments() -> None:
         MovingMNISTDataModule(batch_size=0)
     with pytest.raises(ValueError, match=r"val_digits must be in 1\.\.59999"):
         MovingMNISTDataModule(val_digits=60000)
+
+
+def test_prefetched_training_batches_are_the_same_bit_for_bit(shared_data: Path) -> None:
+    import threading
+
+    plain, ahead = (
+        _module(shared_data, train_size=12),
+        _module(shared_data, train_size=12, prefetch_batches=2),
+    )
+    plain.setup("fit"), ahead.setup("fit")
+    loaders = plain.train_dataloader(), ahead.train_dataloader()
+    for epoch in (0, 1):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        expected, got = (list(loader) for loader in loaders)
+        assert len(expected) == len(got) == 3
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    live = iter(loaders[1])
+    next(live)
+    ahead.teardown("fit")  # end of fit: the prefetch thread is stopped
+    assert not live.alive
+    assert not [t for t in threading.enumerate() if t.name == "crevnet-prefetch"]
+    with pytest.raises(ValueError, match="prefetch_batches"):
+        _module(shared_data, prefetch_batches=-1)

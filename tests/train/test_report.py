@@ -58,7 +58,10 @@ def test_report_scores_model_and_baselines(smoke_env: Path) -> None:
 
 
 def test_fit_writes_samples_and_the_report(smoke_env: Path) -> None:
-    callbacks = [SampleLogger(every_n_steps=2, num_clips=2), FitReport(num_sequences=4, batch_size=4)]
+    callbacks = [
+        SampleLogger(every_n_steps=2, num_clips=2, max_fraction=None),
+        FitReport(num_sequences=4, batch_size=4),
+    ]
     args = ["fit", "--config", str(SMOKE), "--trainer.max_steps=4", "--trainer.enable_progress_bar=false"]
     cli = CrevNetCLI(args=args, trainer_defaults={"callbacks": callbacks})
     version = smoke_env / "runs" / "smoke" / "version_0"
