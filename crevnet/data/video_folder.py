@@ -34,10 +34,10 @@ import torch
 from torch.utils.data import Dataset
 
 from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
+from crevnet.data.frames import IMAGE_SUFFIXES
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
 from crevnet.data.testset import TestSet
-from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
 from crevnet.nn.model import DEFAULT_HORIZON
 
