@@ -42,11 +42,10 @@ from crevnet.data.grid import tile
 from crevnet.data.video import encode_gif, read_clip
 from crevnet.deploy.backends import check_backend, pick_backend
 from crevnet.errors import DataError
-from crevnet.inference.predict import PreparedClip, check_resize, prepare_clip, resolve_framing
+from crevnet.inference.predict import PreparedClip, check_prediction_arguments, prepare_clip, resolve_framing
 from crevnet.io.atomic import atomic_write
 from crevnet.models.checkpoint import LoadedModel, load_model
 from crevnet.models.device import resolve_device
-from crevnet.nn.model import check_horizon
 from crevnet.nn.stream import FrameStream
 
 __all__ = ["STREAM_SUFFIXES", "StreamReport", "iter_frames", "run_stream", "side_by_side"]
@@ -171,13 +170,10 @@ def _check_arguments(
         raise DataError(
             f"--out {out}: --stream writes {', '.join(STREAM_SUFFIXES)}, got {out.suffix or '(none)'!r}"
         )
-    check_horizon(horizon, "--horizon")
+    check_prediction_arguments(horizon, fps, resize)
     if max_frames is not None and max_frames < 1:
         raise DataError(f"--max-frames {max_frames}: expected a positive number")
-    if not fps > 0:
-        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
     check_backend(backend)
-    check_resize(resize)
 
 
 class _Streamer:

@@ -49,6 +49,7 @@ __all__ = [
     "RESIZE_CHOICES",
     "PreparedClip",
     "WrittenPrediction",
+    "check_prediction_arguments",
     "check_resize",
     "predict_clip",
     "predict_file",
@@ -111,6 +112,19 @@ def check_resize(resize: str, choices: Sequence[str] = RESIZE_CHOICES) -> None:
     """
     if resize not in choices:
         raise DataError(f"--resize {resize!r}: expected one of {', '.join(choices)}")
+
+
+def check_prediction_arguments(horizon: int, fps: float, resize: str) -> None:
+    """The arguments ``crevnet predict`` and ``crevnet predict --stream`` share, checked before any work.
+
+    Raises:
+        DataError: ``horizon`` not a positive int, ``fps`` not positive, or an unknown ``resize``;
+            the message names the option.
+    """
+    check_horizon(horizon, "--horizon")
+    if not fps > 0:
+        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
+    check_resize(resize)
 
 
 def resolve_framing(loaded: LoadedModel, size: Size, resize: str = "train") -> tuple[Size, str]:
@@ -435,12 +449,9 @@ def predict_file(
         raise DataError(
             f"--out {path}: is a directory; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
         )
-    check_horizon(horizon, "--horizon")
+    check_prediction_arguments(horizon, fps, resize)
     if context is not None and context < 1:
         raise DataError(f"--context {context}: expected a positive number of observed frames")
-    if not fps > 0:
-        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
-    check_resize(resize)
     if not Path(clip).exists():
         raise DataError(f"--input {clip}: no such file or folder (expected a clip)")
     dev = resolve_device(device)
