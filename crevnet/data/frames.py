@@ -16,10 +16,10 @@ Decoding:
       build), a camera from its integer index. Frame counts are counted by decoding
       (:func:`count_frames`), never taken from the header, which can be wrong.
 
-Writing: :class:`VideoWriter` writes a video frame by frame through the one atomic writer
-(:func:`crevnet.io.atomic.atomic_path`) and re-reads the finished file: unless it holds every frame
-written (OpenCV's writer reports nothing on a full disk), the target is left as it was and
-:class:`~crevnet.errors.OutputError` names it.
+Writing: :func:`encode_png` encodes one frame as PNG; :class:`VideoWriter` writes a video frame by
+frame through the one atomic writer (:func:`crevnet.io.atomic.atomic_path`) and re-reads the finished
+file: unless it holds every frame written (OpenCV's writer reports nothing on a full disk), the target
+is left as it was and :class:`~crevnet.errors.OutputError` names it.
 
 FFmpeg and OpenCV print their own log lines ("moov atom not found", a missing camera) before our one-line
 errors; both are silenced unless the user set ``OPENCV_FFMPEG_LOGLEVEL`` / ``OPENCV_LOG_LEVEL``.
@@ -51,6 +51,7 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "count_frames",
+    "encode_png",
     "iter_video",
     "list_images",
     "open_video",
@@ -132,6 +133,22 @@ def to_uint8(frames: torch.Tensor | np.ndarray, name: str = "frames") -> np.ndar
 
 # ----------------------------------------------------------------------------------------------
 # Images.
+
+
+def encode_png(frame: np.ndarray, name: str = "image") -> bytes:
+    """A frame as lossless PNG bytes (grey stays one channel), for :mod:`crevnet.io.atomic` to write.
+
+    Raises:
+        DataError: OpenCV could not encode it.
+
+    Shape:
+        (H, W, C) uint8, C = 1 (grey) or 3 (RGB).
+    """
+    image = frame if frame.shape[2] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise DataError(f"{name}: OpenCV could not encode the PNG")
+    return buffer.tobytes()
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

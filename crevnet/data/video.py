@@ -33,7 +33,15 @@ import cv2
 import numpy as np
 import torch
 
-from crevnet.data.frames import VIDEO_SUFFIXES, VideoWriter, list_images, read_image, read_video, to_uint8
+from crevnet.data.frames import (
+    VIDEO_SUFFIXES,
+    VideoWriter,
+    encode_png,
+    list_images,
+    read_image,
+    read_video,
+    to_uint8,
+)
 from crevnet.data.grid import tile
 from crevnet.data.pixels import GREY_WEIGHTS, resize_frames, to_channels
 from crevnet.errors import DataError
@@ -323,18 +331,10 @@ def write_frames(
     digits = max(4, len(str(len(array) - 1)))
     paths = []
     for t, frame in enumerate(array):
-        image = frame if frame.shape[2] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         path = folder / f"{prefix}{t:0{digits}d}.png"
-        atomic_write_bytes(path, _encode_png(image, path))
+        atomic_write_bytes(path, encode_png(frame, str(path)))
         paths.append(path)
     return paths
-
-
-def _encode_png(image: np.ndarray, path: Path) -> bytes:
-    ok, buffer = cv2.imencode(".png", image)
-    if not ok:
-        raise DataError(f"{path}: OpenCV could not encode the PNG")
-    return buffer.tobytes()
 
 
 def error_frames(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -401,5 +401,5 @@ def write_contact_sheet(
     for r, ((label, _), (_, text_h)) in enumerate(zip(clips, text_sizes, strict=True)):
         baseline = gap + r * (height + gap) + (height + text_h) // 2
         cv2.putText(sheet, label, (2 * gap, baseline), font, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
-    atomic_write_bytes(path, _encode_png(cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), path))
+    atomic_write_bytes(path, encode_png(sheet, str(path)))
     return path

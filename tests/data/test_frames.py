@@ -57,12 +57,12 @@ def test_bgra_drops_alpha(tmp_path: Path) -> None:
 
 def test_sixteen_bit_png_rounds_to_the_nearest_level(tmp_path: Path) -> None:
     values = np.arange(0, 65536, 7, dtype=np.uint16)[: 64 * 64].reshape(64, 64)
-    values[0, 0], values[0, 1] = 65535, 128  # the ends, and a value that >> 8 would floor to 0
+    values[0, 0], values[0, 1] = 65535, 200  # the top, and 200 / 257 = 0.78: level 1 (>> 8 floors to 0)
     cv2.imwrite(str(tmp_path / "deep.png"), values)
     frame = read_image(tmp_path / "deep.png")[..., 0]
     expected = np.rint(values.astype(np.float64) / 257).astype(np.uint8)  # the nearest of 0..255
     np.testing.assert_array_equal(frame, expected)
-    assert frame[0, 0] == 255 and frame[0, 1] == 0  # 128 / 257 = 0.498
+    assert frame[0, 0] == 255 and frame[0, 1] == 1
     # and colour 16-bit comes back RGB too
     deep_bgr = np.stack([values, values // 2, values // 4], axis=2)
     cv2.imwrite(str(tmp_path / "deep_c.png"), deep_bgr)
