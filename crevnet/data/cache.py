@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crevnet.data.clips import ClipInfo, read_frames
+from crevnet.data.clips import ClipInfo, iter_frames
+from crevnet.data.frames import list_images
 from crevnet.data.framing import Framing
 from crevnet.data.pixels import resize_frames, to_channels
-from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError, OutputError
 from crevnet.io.atomic import atomic_write
 
@@ -81,7 +81,7 @@ def content_key(path: str | os.PathLike[str]) -> str:
     path = Path(path)
     digest = hashlib.sha256()
     if path.is_dir():
-        for file in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        for file in list_images(path):
             stat = file.stat()
             digest.update(f"{file.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     else:
@@ -180,8 +180,7 @@ class FrameCache:
         chunk = max(1, _CHUNK_BYTES // max(1, clip.height * clip.width * 3))
         with atomic_write(path) as handle:
             handle.write(_npy_header(shape))
-            for first in range(0, clip.frames, chunk):
-                frames = read_frames(clip, range(first, min(clip.frames, first + chunk)))
+            for frames in iter_frames(clip, chunk):  # one sequential decode: no seek per chunk
                 frames = to_channels(resize_frames(frames, (height, width)), channels)
                 handle.write(np.ascontiguousarray(frames, dtype=np.uint8).data)
         self._remove_stale(name, key)

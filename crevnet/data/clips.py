@@ -1,8 +1,9 @@
 """Clips in a folder, read a few frames at a time: video files, GIFs and folders of frame images.
 
-A clip is one video file (``.mp4 .avi .mov .mkv .webm`` decoded by OpenCV's FFmpeg backend; ``.gif``
-by Pillow) or one folder that directly holds frame images (``.png .jpg .jpeg .bmp .tif .tiff .webp``,
-in sorted name order). :func:`scan_clips` finds every clip below a root folder (recursively, hidden
+A clip is one video file (:data:`~crevnet.data.frames.VIDEO_SUFFIXES`: ``.mp4 .avi .mov .mkv .webm``
+decoded by OpenCV's FFmpeg backend, ``.gif`` by Pillow) or one folder that directly holds frame images
+(:data:`~crevnet.data.frames.IMAGE_SUFFIXES`, in sorted name order); every frame is decoded by
+:mod:`crevnet.data.frames`. :func:`scan_clips` finds every clip below a root folder (recursively, hidden
 files and folders skipped), opens each one once to learn its frame count, size, channels and frame
 rate (:class:`ClipInfo`), and reports the clips it could not read instead of failing on them.
 :func:`read_frames` then decodes only the frames a window needs: a video is opened, seeked to the
@@ -25,29 +26,34 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from crevnet.data.video import IMAGE_SUFFIXES
+from crevnet.data.frames import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    iter_video,
+    list_images,
+    open_video,
+    read_image,
+    read_video,
+)
 from crevnet.errors import DataError
 from crevnet.io.atomic import atomic_write_bytes
 
 __all__ = [
-    "VIDEO_SUFFIXES",
     "ClipInfo",
     "ScanResult",
     "find_clips",
+    "iter_frames",
     "probe_clip",
     "read_frames",
     "scan_clips",
 ]
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
-"""Suffixes read as one clip per file (case-insensitive)."""
 
 # In-process cache of probes: (resolved path, size in bytes, mtime in ns) -> ClipInfo fields.
 _PROBES: dict[str, dict] = {}
@@ -121,10 +127,6 @@ def find_clips(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in found if not _hidden(p, root))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 _GREY_TOLERANCE = 8  # lossy codecs leave grey video with channels up to ~3 levels apart
 _GREY_SAMPLE_EVERY = 16  # video frames tested for colour while counting (the first alone can be black)
 
@@ -138,65 +140,27 @@ def _is_grey(frame: np.ndarray) -> bool:
     return bool(spread.max() <= _GREY_TOLERANCE)
 
 
-def _to_rgb(frame: np.ndarray) -> np.ndarray:
-    # OpenCV BGR / BGRA / grey, 8 or 16 bits -> (H, W, C) uint8 RGB or grey.
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
-    if frame.dtype != np.uint8:
-        raise DataError(f"image dtype {frame.dtype}; expected 8- or 16-bit")
-    if frame.ndim == 2:
-        return frame[..., None]
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
 def _probe_video(path: Path) -> ClipInfo:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise DataError(f"{path}: OpenCV cannot open it (not a video, or a codec it lacks)")
-        ok, first = capture.read()
-        if not ok:
-            raise DataError(f"{path}: OpenCV decoded no frames (empty or corrupt video)")
-        grey = _is_grey(_to_rgb(first))
-        count = 1
-        while capture.grab():
-            if grey and count % _GREY_SAMPLE_EVERY == 0:  # a black first frame says nothing
-                ok, frame = capture.retrieve()
-                grey = not ok or _is_grey(_to_rgb(frame))
-            count += 1
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-    finally:
-        capture.release()
-    rgb = _to_rgb(first)
-    return ClipInfo(path, count, rgb.shape[0], rgb.shape[1], 1 if grey else 3, fps if fps > 0 else None)
-
-
-def _probe_gif(path: Path) -> ClipInfo:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            count = int(getattr(image, "n_frames", 1))
-            duration = image.info.get("duration")
-            first = np.asarray(image.convert("RGB"))
-            image.seek(count // 2)
-            grey = _is_grey(first) and _is_grey(np.asarray(image.convert("RGB")))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable GIF ({err})") from err
-    fps = 1000.0 / float(duration) if duration else None
+    with open_video(path) as video:
+        first = video.read()
+        if first is None:
+            raise DataError(video.no_frames())
+        grey, count = _is_grey(first), 1
+        while grey:  # a black first frame says nothing: sample every 16th frame while counting
+            skipped = video.skip(_GREY_SAMPLE_EVERY - 1)
+            frame = video.read() if skipped == _GREY_SAMPLE_EVERY - 1 else None
+            count += skipped + (frame is not None)
+            if frame is None:
+                break
+            grey = _is_grey(frame)
+        count += video.skip()
+        fps = video.fps
     return ClipInfo(path, count, first.shape[0], first.shape[1], 1 if grey else 3, fps)
 
 
 def _probe_folder(path: Path) -> ClipInfo:
-    files = _image_files(path)
-    samples = []
-    for file in dict.fromkeys((files[0], files[len(files) // 2], files[-1])):
-        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DataError(f"{file}: not a readable image")
-        samples.append(_to_rgb(image))
+    files = list_images(path)
+    samples = [read_image(file) for file in dict.fromkeys((files[0], files[len(files) // 2], files[-1]))]
     grey = all(_is_grey(rgb) for rgb in samples)
     return ClipInfo(path, len(files), samples[0].shape[0], samples[0].shape[1], 1 if grey else 3, None)
 
@@ -204,7 +168,7 @@ def _probe_folder(path: Path) -> ClipInfo:
 def _cache_key(path: Path) -> str:
     stat = path.stat()
     if path.is_dir():  # a frame folder changes when its listing changes
-        return f"{path.resolve()}|dir|{len(_image_files(path))}|{stat.st_mtime_ns}"
+        return f"{path.resolve()}|dir|{len(list_images(path))}|{stat.st_mtime_ns}"
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
@@ -219,12 +183,7 @@ def probe_clip(path: str | os.PathLike[str]) -> ClipInfo:
     cached = _PROBES.get(key)
     if cached is not None:
         return ClipInfo(**{**cached, "path": path})
-    if path.is_dir():
-        info = _probe_folder(path)
-    elif path.suffix.lower() == ".gif":
-        info = _probe_gif(path)
-    else:
-        info = _probe_video(path)
+    info = _probe_folder(path) if path.is_dir() else _probe_video(path)
     _PROBES[key] = {k: v for k, v in asdict(info).items() if k != "path"}
     return info
 
@@ -282,55 +241,6 @@ def scan_clips(
     return ScanResult(root, tuple(clips), tuple(unreadable))
 
 
-def _read_video(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        first = indices[0]
-        if first:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, first)
-            if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != first:  # no exact seek: decode up to it
-                capture.release()
-                capture = cv2.VideoCapture(str(path))
-                for _ in range(first):
-                    capture.grab()
-        position = first
-        for index in indices:
-            while position < index:
-                capture.grab()
-                position += 1
-            ok, frame = capture.read()
-            position += 1
-            if not ok:
-                raise DataError(f"{path}: frame {index} could not be decoded (the video ends early)")
-            frames.append(_to_rgb(frame))
-    finally:
-        capture.release()
-    return frames
-
-
-def _read_gif(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        frames = []
-        for index in indices:
-            image.seek(index)
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames
-
-
-def _read_folder(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
-    files = _image_files(path)
-    frames = []
-    for index in indices:
-        image = cv2.imread(str(files[index]), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DataError(f"{files[index]}: not a readable image")
-        frames.append(_to_rgb(image))
-    return frames
-
-
 def read_frames(clip: ClipInfo, indices: Sequence[int]) -> np.ndarray:
     """Decode frames ``indices`` (increasing) of ``clip``; only those (and the ones between) are decoded.
 
@@ -351,16 +261,51 @@ def read_frames(clip: ClipInfo, indices: Sequence[int]) -> np.ndarray:
             f"0..{clip.frames - 1}"
         )
     if clip.path.is_dir():
-        frames = _read_folder(clip.path, indices)
-    elif clip.path.suffix.lower() == ".gif":
-        frames = _read_gif(clip.path, indices)
+        files = list_images(clip.path)
+        frames = [read_image(files[index]) for index in indices]
     else:
-        frames = _read_video(clip.path, indices)
+        frames = read_video(clip.path, indices)
+    return _stack(clip, frames)
+
+
+def iter_frames(clip: ClipInfo, chunk: int) -> Iterator[np.ndarray]:
+    """Every frame of ``clip`` in order, decoded in one sequential pass, ``chunk`` frames at a time.
+
+    Each chunk holds the frames :func:`read_frames` gives for those indices (same size; channels as
+    there: 3 unless every frame of the chunk decodes grey), without seeking and without holding more
+    than ``chunk`` decoded frames.
+
+    Shape:
+        each (n <= chunk, H, W, C).
+
+    Raises:
+        DataError: a frame cannot be decoded, or the clip ends before ``clip.frames``.
+    """
+    source = (read_image(f) for f in list_images(clip.path)) if clip.path.is_dir() else iter_video(clip.path)
+    batch: list[np.ndarray] = []
+    count = 0
+    for frame in source:
+        if count == clip.frames:
+            break
+        batch.append(frame)
+        count += 1
+        if len(batch) == chunk:
+            yield _stack(clip, batch)
+            batch = []
+    if batch:
+        yield _stack(clip, batch)
+    if count < clip.frames:
+        raise DataError(f"{clip.path}: frame {count} could not be decoded (the clip ends early)")
+
+
+def _stack(clip: ClipInfo, frames: list[np.ndarray]) -> np.ndarray:
     channels = max(f.shape[2] for f in frames)
-    out = []
-    for frame in frames:
-        if frame.shape[:2] != (clip.height, clip.width):
-            frame = cv2.resize(frame, (clip.width, clip.height), interpolation=cv2.INTER_AREA)
-            frame = frame[..., None] if frame.ndim == 2 else frame
-        out.append(np.repeat(frame, channels // frame.shape[2], axis=2))
-    return np.stack(out)
+    return np.stack([_as_clip_frame(clip, frame, channels) for frame in frames])
+
+
+def _as_clip_frame(clip: ClipInfo, frame: np.ndarray, channels: int) -> np.ndarray:
+    # Frames of one clip that differ in size (image folders) take the first frame's size.
+    if frame.shape[:2] != (clip.height, clip.width):
+        frame = cv2.resize(frame, (clip.width, clip.height), interpolation=cv2.INTER_AREA)
+        frame = frame[..., None] if frame.ndim == 2 else frame
+    return np.repeat(frame, channels // frame.shape[2], axis=2)

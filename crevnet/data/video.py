@@ -9,14 +9,17 @@ Formats:
     - ``.npy`` / ``.npz``: (T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4} (alpha is
       dropped), uint8 or float in [0, 1]. An ``.npz`` must hold one array, or one named
       ``video``, ``clip`` or ``frames``.
-    - ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv``: read with ``cv2.VideoCapture``; always RGB.
-      Written with OpenCV's MPEG-4 (mp4v; .avi uses Motion-JPEG): lossy.
+    - ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv`` / ``.webm``: decoded by
+      :func:`crevnet.data.frames.read_video`; always RGB. Written frame by frame and verified by
+      :class:`crevnet.data.frames.VideoWriter` (MPEG-4 mp4v; ``.avi`` Motion-JPEG; ``.webm`` VP8): lossy.
     - ``.gif``: read and written with Pillow (OpenCV 5.0's GIF writer fails on some frame sizes).
       Grey clips are stored exactly; colour clips are quantised to 256 colours. Pillow merges
       identical consecutive frames, so the writer changes pixel (0, 0) of such a frame by one grey
       level (1/255) to keep one GIF frame per clip frame.
-    - A folder of images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``,
-      ``.webp``), read in sorted name order; 8- or 16-bit, grey or colour.
+    - A folder of images (:data:`crevnet.data.frames.IMAGE_SUFFIXES`), read in sorted name order;
+      8- or 16-bit (16-bit rounded to 8, :func:`crevnet.data.frames.to_rgb`), grey or colour.
+
+Every image and video frame is decoded and encoded by :mod:`crevnet.data.frames`.
 """
 
 from __future__ import annotations
@@ -26,25 +29,29 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# FFmpeg (inside OpenCV) prints its own lines ("moov atom not found") on stderr before our one-line
-# error; quiet unless the user asked for a level. Read when OpenCV first opens a video.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
 import cv2
 import numpy as np
 import torch
 
+from crevnet.data.frames import (
+    VIDEO_SUFFIXES,
+    VideoWriter,
+    encode_png,
+    list_images,
+    read_image,
+    read_video,
+    to_uint8,
+)
 from crevnet.data.grid import tile
 from crevnet.data.pixels import GREY_WEIGHTS, resize_frames, to_channels
-from crevnet.errors import DataError, OutputError
-from crevnet.io.atomic import atomic_path, atomic_write, atomic_write_bytes, free_bytes
+from crevnet.errors import DataError
+from crevnet.io.atomic import atomic_write, atomic_write_bytes
 
 __all__ = [
     "GREY_WEIGHTS",
-    "IMAGE_SUFFIXES",
     "SHEET_COLUMNS",
-    "count_video_frames",
     "describe_nonfinite",
+    "encode_gif",
     "error_frames",
     "read_clip",
     "write_contact_sheet",
@@ -55,11 +62,8 @@ __all__ = [
     "write_video",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _NPZ_KEYS = ("video", "clip", "frames")
 _ARRAY_LAYOUTS = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C in {1, 3, 4}"
-# Container suffix -> FourCC used by write_video.
-_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 SHEET_COLUMNS = 20
 """Frames per line of a contact sheet; a longer row wraps onto more lines."""
 
@@ -154,75 +158,24 @@ def _load_npz(path: Path, notes: list[str] | None = None) -> np.ndarray:
     return _array_to_thwc(array, f"{path}[{key}]", notes)
 
 
-def _load_capture(path: Path, notes: list[str] | None = None) -> np.ndarray:
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while capture.isOpened():
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        capture.release()
-    if not frames:
-        raise DataError(f"{path}: not a readable video (OpenCV decoded no frames); expected a video file")
-    return np.stack(frames).astype(np.float32) / 255.0
-
-
-def _load_gif(path: Path, notes: list[str] | None = None) -> np.ndarray:
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable GIF ({err}); expected an (animated) GIF") from err
-    if not frames:
-        raise DataError(f"{path}: GIF without frames; expected an (animated) GIF")
-    return np.stack(frames).astype(np.float32) / 255.0
-
-
-def _load_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: not a readable image; expected one of {', '.join(IMAGE_SUFFIXES)}")
-    if image.ndim == 2:
-        image = image[..., None]
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
-    if scale is None:
-        raise DataError(f"{path}: image dtype {image.dtype}; expected 8- or 16-bit")
-    return image.astype(np.float32) / scale
+def _load_video(path: Path, notes: list[str] | None = None) -> np.ndarray:
+    return np.stack(read_video(path)).astype(np.float32) / 255.0
 
 
 def _load_folder(path: Path) -> np.ndarray:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(
-            f"{path}: folder holds no images; expected frames named in order with suffix "
-            f"{', '.join(IMAGE_SUFFIXES)}"
-        )
-    images = [_load_image(p) for p in files]
+    images = [read_image(p) for p in list_images(path)]
     channels = max(image.shape[2] for image in images)
     images = [np.repeat(im, channels // im.shape[2], axis=2) for im in images]
     sizes = {image.shape for image in images}
     if len(sizes) != 1:
         raise DataError(f"{path}: images of different sizes {sorted(sizes)}; expected one frame size")
-    return np.stack(images)
+    return np.stack(images).astype(np.float32) / 255.0
 
 
 _READERS: dict[str, Callable[[Path, list[str] | None], np.ndarray]] = {
     ".npy": _load_npy,
     ".npz": _load_npz,
-    ".mp4": _load_capture,
-    ".avi": _load_capture,
-    ".mov": _load_capture,
-    ".mkv": _load_capture,
-    ".gif": _load_gif,
+    **dict.fromkeys(VIDEO_SUFFIXES, _load_video),
 }
 
 
@@ -235,8 +188,8 @@ def read_clip(
     """Read a clip from an array file, a video, a GIF or a folder of images.
 
     Args:
-        path: ``.npy``, ``.npz``, ``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ``.gif`` or a folder of
-            images (sorted by name).
+        path: ``.npy``, ``.npz``, a video (:data:`crevnet.data.frames.VIDEO_SUFFIXES`: ``.mp4``,
+            ``.avi``, ``.mov``, ``.mkv``, ``.webm``, ``.gif``) or a folder of images (sorted by name).
         grayscale: Convert colour to one grey channel (BT.601 weights).
         size: Resize every frame to (H, W) (area interpolation when shrinking, bilinear otherwise).
         notes: if given, a line saying which layout was assumed for an array is appended to it
@@ -278,26 +231,6 @@ def read_clip(
 # Writing.
 
 
-def _to_uint8(frames: torch.Tensor | np.ndarray, name: str = "frames") -> np.ndarray:
-    # (T, C, H, W) or (T, H, W) float in [0, 1] or uint8 -> (T, H, W, C) uint8, C in {1, 3}.
-    array = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.ndim != 4 or array.shape[1] not in (1, 3) or min(array.shape) == 0:
-        raise DataError(f"{name}: shape {array.shape}; expected (T, C, H, W) with C in {{1, 3}}")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise DataError(f"{name}: dtype {array.dtype}; expected float in [0, 1] or uint8")
-        array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
-
-
-def _to_bgr(frame: np.ndarray) -> np.ndarray:
-    # (H, W, C) RGB or grey uint8 -> (H, W, 3) BGR.
-    code = cv2.COLOR_GRAY2BGR if frame.shape[2] == 1 else cv2.COLOR_RGB2BGR
-    return cv2.cvtColor(frame, code)
-
-
 def write_npy(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Save frames unchanged (dtype and layout kept) as ``.npy``, atomically.
 
@@ -310,8 +243,16 @@ def write_npy(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str]) -
     return Path(path)
 
 
-def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
-    """Write an animated, looping GIF, atomically (see the module notes on exactness).
+def encode_gif(frames: torch.Tensor | np.ndarray, fps: float = 4, name: str = "frames") -> bytes:
+    """An animated, looping GIF in memory, verified to hold every frame (see the module notes on exactness).
+
+    Args:
+        frames: float in [0, 1] or uint8.
+        fps: frames per second, > 0.
+        name: the output in messages.
+
+    Raises:
+        DataError: a bad shape, dtype or fps, or an encoder that dropped frames.
 
     Shape:
         frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
@@ -319,8 +260,8 @@ def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], f
     from PIL import Image
 
     if fps <= 0:
-        raise DataError(f"{path}: fps must be > 0, got {fps}")
-    array = _to_uint8(frames, str(path))
+        raise DataError(f"{name}: fps must be > 0, got {fps}")
+    array = to_uint8(frames, name)
     images = []
     previous: np.ndarray | None = None
     for frame in array:
@@ -337,56 +278,33 @@ def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], f
     with Image.open(buffer) as check:  # verify before anything reaches the disk
         frames_written = getattr(check, "n_frames", 1)
     if frames_written != len(images):
-        raise DataError(f"cannot write {path}: the GIF encoder kept {frames_written} of {len(images)} frames")
-    return atomic_write_bytes(path, buffer.getbuffer())
+        raise DataError(f"cannot write {name}: the GIF encoder kept {frames_written} of {len(images)} frames")
+    return buffer.getvalue()
+
+
+def write_gif(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
+    """Write an animated, looping GIF (:func:`encode_gif`), atomically.
+
+    Shape:
+        frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
+    """
+    return atomic_write_bytes(path, encode_gif(frames, fps, str(path)))
 
 
 def write_video(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
-    """Write a video with OpenCV (``.mp4``/``.mov``/``.mkv``: mp4v, ``.avi``: MJPG), atomically.
+    """Write a video (``.mp4``/``.mov``/``.mkv``: mp4v, ``.avi``: MJPG, ``.webm``: VP8), atomically.
+
+    The file is verified (:class:`crevnet.data.frames.VideoWriter`): it replaces ``path`` only if every
+    frame can be read back.
 
     Shape:
         frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
     """
     path = Path(path)
-    fourcc = _FOURCC.get(path.suffix.lower())
-    if fourcc is None:
-        raise DataError(f"{path}: unknown video suffix; expected one of {', '.join(_FOURCC)}")
-    if fps <= 0:
-        raise DataError(f"{path}: fps must be > 0, got {fps}")
-    array = _to_uint8(frames, str(path))
-    height, width = array.shape[1:3]
-
-    def verify(tmp: Path) -> str | None:
-        # OpenCV's VideoWriter reports no write error (a full disk gives an empty or broken file): re-open
-        # the file and count its frames before it replaces anything.
-        found = count_video_frames(tmp)
-        return None if found == len(array) else f"the video holds {found} readable of {len(array)} frames"
-
-    with atomic_path(path, verify) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            free = free_bytes(path.parent)
-            if free is not None and free < (1 << 20):
-                raise OutputError(f"cannot write {path}: disk full ({free} bytes free); free some space")
-            raise DataError(f"{path}: OpenCV cannot write {fourcc} video of size {width}x{height}")
-        try:
-            for frame in array:
-                writer.write(_to_bgr(frame))
-        finally:
-            writer.release()
+    with VideoWriter(path, fps) as video:
+        for frame in to_uint8(frames, str(path)):
+            video.write(frame.transpose(2, 0, 1))  # (C, H, W)
     return path
-
-
-def count_video_frames(path: str | os.PathLike[str]) -> int:
-    """Frames OpenCV can decode from a video file (0 for an unreadable one)."""
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    try:
-        while capture.isOpened() and capture.grab():
-            count += 1
-    finally:
-        capture.release()
-    return count
 
 
 def write_mp4(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 4) -> Path:
@@ -409,22 +327,14 @@ def write_frames(
         frames: (T, C, H, W) or (T, H, W), C in {1, 3}.
     """
     folder = Path(folder)
-    array = _to_uint8(frames, str(folder))
+    array = to_uint8(frames, str(folder))
     digits = max(4, len(str(len(array) - 1)))
     paths = []
     for t, frame in enumerate(array):
-        image = frame if frame.shape[2] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         path = folder / f"{prefix}{t:0{digits}d}.png"
-        atomic_write_bytes(path, _encode_png(image, path))
+        atomic_write_bytes(path, encode_png(frame, str(path)))
         paths.append(path)
     return paths
-
-
-def _encode_png(image: np.ndarray, path: Path) -> bytes:
-    ok, buffer = cv2.imencode(".png", image)
-    if not ok:
-        raise DataError(f"{path}: OpenCV could not encode the PNG")
-    return buffer.tobytes()
 
 
 def error_frames(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -470,7 +380,7 @@ def write_contact_sheet(
         raise DataError(f"{path}: need scale >= 1, gap >= 0 and columns >= 1, got {scale}, {gap}, {columns}")
     clips = []
     for label, frames in rows:
-        clip = _to_uint8(frames, f"{path} row {label!r}")
+        clip = to_uint8(frames, f"{path} row {label!r}")
         for first in range(0, len(clip), columns):
             shown = label if first == 0 else f"{label} t={first}.."
             clips.append((shown, clip[first : first + columns]))
@@ -491,5 +401,5 @@ def write_contact_sheet(
     for r, ((label, _), (_, text_h)) in enumerate(zip(clips, text_sizes, strict=True)):
         baseline = gap + r * (height + gap) + (height + text_h) // 2
         cv2.putText(sheet, label, (2 * gap, baseline), font, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
-    atomic_write_bytes(path, _encode_png(cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), path))
+    atomic_write_bytes(path, encode_png(sheet, str(path)))
     return path

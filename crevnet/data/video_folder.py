@@ -42,10 +42,10 @@ from torch.utils.data import Dataset
 
 from crevnet.data.cache import open_cached
 from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
+from crevnet.data.frames import IMAGE_SUFFIXES
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
 from crevnet.data.testset import STANDARD_BASELINES, TestSet
-from crevnet.data.video import IMAGE_SUFFIXES
 from crevnet.errors import DataError
 from crevnet.nn.model import DEFAULT_HORIZON
 

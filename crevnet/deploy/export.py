@@ -40,7 +40,7 @@ from crevnet.deploy.manifest import FORMATS, GRAPHS, MANIFEST, MANIFEST_FORMAT, 
 from crevnet.errors import DataError
 from crevnet.io.atomic import atomic_path, atomic_write_bytes
 from crevnet.models.checkpoint import check_framing, load_model
-from crevnet.nn.model import CrevNet
+from crevnet.nn.model import CrevNet, CrevNetConfig
 from crevnet.nn.stream import StreamGraphs
 
 __all__ = ["export_checkpoint", "export_model"]
@@ -154,11 +154,32 @@ def export_model(
     Raises:
         DataError: unknown format, a frame size the encoder cannot take, or the ONNX packages missing.
     """
+    out = _check_export(model, out_dir, fmt, frame_size, framing)
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval().cpu()
+    try:
+        graphs = StreamGraphs.from_model(model)
+        entries = _write_graphs(graphs, out, fmt, frame_size, model.config.predictor.layers)
+    finally:
+        model.train(was_training).to(device)
+    manifest = _manifest(graphs, model.config, fmt, frame_size, context, framing, entries)
+    atomic_write_bytes(out / "README.md", _readme(manifest).encode())
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return out / MANIFEST
+
+
+def _check_export(
+    model: CrevNet,
+    out_dir: str | os.PathLike[str],
+    fmt: str,
+    frame_size: tuple[int, int],
+    framing: str | None,
+) -> Path:
+    # Every argument of export_model checked before any work; returns the output folder, created.
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     check_framing(framing, "export_model")
-    cfg = model.config
-    d = cfg.encoder.downsample
+    d = model.config.encoder.downsample
     h, w = frame_size
     if h < d or w < d or h % d or w % d:
         raise DataError(f"--size {h}x{w}: height and width must be positive multiples of {d}")
@@ -166,40 +187,53 @@ def export_model(
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    was_training, device = model.training, next(model.parameters()).device
-    model.eval().cpu()
-    try:
-        graphs = StreamGraphs.from_model(model)
-        examples = example_inputs(graphs, (h, w))
-        names = _io_names(graphs, cfg.predictor.layers)
-        modules = dict(zip(GRAPHS, (graphs.encode, graphs.decode, graphs.step), strict=True))
-        entries: dict[str, Any] = {}
-        for name in GRAPHS:
-            module, args = modules[name], examples[name]
-            assert isinstance(module, torch.nn.Module)
-            module.eval()
-            path = out / f"{name}{FORMATS[fmt]}"
-            if fmt == "onnx":
-                _write_onnx(module, args, names[name], path)
-            else:
-                _write_torchscript(module, args, path)
-            with torch.no_grad():
-                results = module(*args)
-            results = results if isinstance(results, tuple) else (results,)
-            entries[name] = {
-                "file": path.name,
-                "inputs": {n: ["B", *a.shape[1:]] for n, a in zip(names[name][0], args, strict=True)},
-                "outputs": {n: ["B", *r.shape[1:]] for n, r in zip(names[name][1], results, strict=True)},
-            }
-    finally:
-        model.train(was_training).to(device)
-    manifest = {
+    return out
+
+
+def _write_graphs(
+    graphs: StreamGraphs, out: Path, fmt: str, frame_size: tuple[int, int], layers: int
+) -> dict[str, Any]:
+    # Writes the three graphs; returns their manifest entries (file, input and output shapes).
+    examples = example_inputs(graphs, frame_size)
+    names = _io_names(graphs, layers)
+    modules = dict(zip(GRAPHS, (graphs.encode, graphs.decode, graphs.step), strict=True))
+    entries: dict[str, Any] = {}
+    for name in GRAPHS:
+        module, args = modules[name], examples[name]
+        assert isinstance(module, torch.nn.Module)
+        module.eval()
+        path = out / f"{name}{FORMATS[fmt]}"
+        if fmt == "onnx":
+            _write_onnx(module, args, names[name], path)
+        else:
+            _write_torchscript(module, args, path)
+        with torch.no_grad():
+            results = module(*args)
+        results = results if isinstance(results, tuple) else (results,)
+        entries[name] = {
+            "file": path.name,
+            "inputs": {n: ["B", *a.shape[1:]] for n, a in zip(names[name][0], args, strict=True)},
+            "outputs": {n: ["B", *r.shape[1:]] for n, r in zip(names[name][1], results, strict=True)},
+        }
+    return entries
+
+
+def _manifest(
+    graphs: StreamGraphs,
+    cfg: CrevNetConfig,
+    fmt: str,
+    frame_size: tuple[int, int],
+    context: int | None,
+    framing: str | None,
+    entries: dict[str, Any],
+) -> dict[str, Any]:
+    return {
         "crevnet_export": MANIFEST_FORMAT,
         "format": fmt,
         "window": graphs.window,
         "channels": graphs.channels,
-        "downsample": d,
-        "frame_size": [h, w],
+        "downsample": cfg.encoder.downsample,
+        "frame_size": list(frame_size),
         "state_size": graphs.state_size,
         "state_channels": graphs.state_channels,
         "bijective": graphs.bijective,
@@ -209,9 +243,6 @@ def export_model(
         "torch": torch.__version__,
         "graphs": entries,
     }
-    atomic_write_bytes(out / "README.md", _readme(manifest).encode())
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-    return out / MANIFEST
 
 
 def export_checkpoint(

@@ -1,45 +1,58 @@
 """``crevnet predict --stream``: predict the next frames of a video or a camera, frame by frame, as they come.
 
-Frames are read one at a time from a video file (OpenCV ``VideoCapture``), a camera (an integer index,
-``--input 0``), a folder of images (read lazily, in name order) or any other clip
-:func:`crevnet.data.video.read_clip` reads. Each frame is brought to the model's channels and frame
-size exactly as ``crevnet predict`` does (:func:`crevnet.inference.predict.prepare_clip`), pushed into a
-:class:`~crevnet.nn.stream.FrameStream` (one encode and one RPM step, the past is never re-encoded),
-and, once a window of frames has arrived, the next ``--horizon`` frames are forecast. What runs the
-model is ``--backend`` (:mod:`crevnet.deploy.backends`); the default, ``auto``, times every backend available
-here on the first frame's shape and keeps the fastest, and says which on stderr. Every output frame
-shows, side by side, the frame just received and the ``horizon`` frames predicted after it; a video
-output (``.mp4``/``.avi``) is written frame by frame as the predictions come, a ``.gif`` at the end.
-Both are written atomically: the file appears when the stream ends (end of file, ``--max-frames``,
-a camera that stops, or Ctrl-C).
+Frames are read one at a time from a video file, a camera (an integer index, ``--input 0``) or a
+folder of images (read lazily, in name order), all decoded by :mod:`crevnet.data.frames`, or from any
+other clip :func:`crevnet.data.video.read_clip` reads (``.npy``/``.npz``). Each frame is brought to the
+model's channels and frame size exactly as ``crevnet predict`` does
+(:func:`crevnet.inference.predict.prepare_clip`), pushed into a :class:`~crevnet.nn.stream.FrameStream`
+(one encode and one RPM step, the past is never re-encoded), and, once a window of frames has arrived,
+the next ``--horizon`` frames are forecast. What runs the model is ``--backend``
+(:mod:`crevnet.deploy.backends`); the default, ``auto``, times every backend available here on the first
+frame's shape and keeps the fastest. Every output frame shows, side by side, the frame just received
+and the ``horizon`` frames predicted after it; a video output (``.mp4``/``.avi``) is written frame by
+frame as the predictions come (:class:`crevnet.data.frames.VideoWriter`), a ``.gif`` is encoded at the
+end. Both are written atomically and verified: the file appears when the stream ends (end of file,
+``--max-frames``, a camera that stops, or Ctrl-C), and only if it holds every frame written; otherwise
+(a full disk, a read-only folder, a kill) :class:`~crevnet.errors.OutputError` names it and an earlier
+file of that name is left whole. The output's temporary file is created before the model is loaded, so
+a folder that cannot be written is reported first.
 
-At the end one line on stderr gives the model latency per new frame (push + forecast: median, p95) and
-the predicted frames per second. Bad input raises :class:`~crevnet.errors.DataError` (one line, exit 2
+:func:`run_stream` returns a :class:`StreamReport`: the backend chosen and why, the model latency per
+new frame (push + forecast: median, p95) and the predicted frames per second (``crevnet predict
+--stream`` prints them on stderr). Bad input raises :class:`~crevnet.errors.DataError` (one line, exit 2
 from the CLI): a missing or unreadable file, a camera that cannot be opened or delivers no frame, and a
 frame whose size or channel count differs from the first frame's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import torch
 
+from crevnet.data.frames import VIDEO_SUFFIXES, VideoWriter, iter_video, list_images, read_image
+from crevnet.data.grid import tile
+from crevnet.data.video import encode_gif, read_clip
+from crevnet.deploy.backends import check_backend, pick_backend
 from crevnet.errors import DataError
+from crevnet.inference.predict import PreparedClip, check_prediction_arguments, prepare_clip, resolve_framing
+from crevnet.io.atomic import atomic_write
+from crevnet.models.checkpoint import LoadedModel, load_model
+from crevnet.models.device import resolve_device
+from crevnet.nn.stream import FrameStream
 
 __all__ = ["STREAM_SUFFIXES", "StreamReport", "iter_frames", "run_stream", "side_by_side"]
 
 STREAM_SUFFIXES = (".mp4", ".avi", ".gif")
 """Outputs ``crevnet predict --stream`` writes."""
 
-_CAPTURE_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 _GAP = 2  # pixels between the panels of an output frame
 
 
@@ -78,63 +91,6 @@ class StreamReport:
         )
 
 
-def _silence_opencv() -> None:
-    import cv2
-
-    # OpenCV logs its own warnings for a missing camera or an undecodable file; ours says it in one line.
-    with contextlib.suppress(AttributeError):  # builds without the logging utilities
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-
-def _capture_frames(source: str | int, name: str, camera: bool) -> Iterator[np.ndarray]:
-    import cv2
-
-    _silence_opencv()
-    capture = cv2.VideoCapture(source)
-    try:
-        if not capture.isOpened():
-            if camera:
-                raise DataError(
-                    f"camera {source}: cannot be opened (no such camera, or it is in use); give another "
-                    "index or a video file as --input"
-                )
-            raise DataError(f"{name}: not a readable video (OpenCV cannot open it); expected a video file")
-        count = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                break
-            count += 1
-            if frame.ndim == 2:
-                frame = frame[..., None]
-            elif frame.shape[2] == 4:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-            else:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            yield frame
-        if count == 0:
-            what = (
-                f"camera {source}: opened but delivered no frame (closed, or in use)"
-                if camera
-                else (f"{name}: not a readable video (OpenCV decoded no frames)")
-            )
-            raise DataError(what)
-    finally:
-        capture.release()
-
-
-def _folder_frames(folder: Path) -> Iterator[np.ndarray]:
-    from crevnet.data.video import IMAGE_SUFFIXES, _load_image
-
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(
-            f"{folder}: folder holds no images; expected frames with suffix {', '.join(IMAGE_SUFFIXES)}"
-        )
-    for path in files:
-        yield _load_image(path)
-
-
 def iter_frames(source: str) -> Iterator[torch.Tensor]:
     """Frames of ``source`` one at a time, float32 in [0, 1] (uint8 sources are divided by 255).
 
@@ -149,7 +105,7 @@ def iter_frames(source: str) -> Iterator[torch.Tensor]:
         DataError: a missing path, an unreadable file, a camera that cannot be opened or gives no frame.
     """
     if source.strip().isdigit():
-        frames: Iterator[np.ndarray] = _capture_frames(int(source), f"camera {source}", camera=True)
+        frames: Iterator[np.ndarray] = iter_video(int(source))
     else:
         path = Path(source)
         if not path.exists():
@@ -158,18 +114,14 @@ def iter_frames(source: str) -> Iterator[torch.Tensor]:
                 "camera index)"
             )
         if path.is_dir():
-            frames = _folder_frames(path)
-        elif path.suffix.lower() in _CAPTURE_SUFFIXES:
-            frames = _capture_frames(str(path), str(path), camera=False)
+            frames = (read_image(file) for file in list_images(path))
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            frames = iter_video(path)
         else:
-            from crevnet.data.video import read_clip
-
-            for frame in read_clip(path):
-                yield frame
+            yield from read_clip(path)
             return
-    for frame in frames:
-        array = frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0)
-        yield torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    for frame in frames:  # (H, W, C) uint8
+        yield torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).float() / 255.0
 
 
 def side_by_side(frame: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
@@ -178,35 +130,126 @@ def side_by_side(frame: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
     Shape:
         frame: (C, H, W); prediction: (k, C, H, W) -> (C, H, (k + 1)·W + k·gap)
     """
-    from crevnet.data.grid import tile
-
     return tile([[frame, *prediction]], gap=_GAP)
 
 
-class _VideoSink:
-    """Writes frames into a video as they come (atomically: the file appears on a clean close)."""
+class _GifOutput:
+    """A GIF output: its temporary file is made at once (a read-only folder fails before any work), the
+    frames are kept and encoded on a clean close."""
 
-    def __init__(self, path: Path, fps: float, stack: ExitStack) -> None:
-        from crevnet.io.atomic import atomic_path
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = path, fps
+        self.frames: list[torch.Tensor] = []
+        self._stack = ExitStack()
 
-        self.path, self.fps, self.stack = path, fps, stack
-        self.tmp = stack.enter_context(atomic_path(path))
-        self.writer = None
+    def __enter__(self) -> _GifOutput:
+        self._handle = self._stack.enter_context(atomic_write(self.path))
+        return self
 
-    def write(self, frame: torch.Tensor) -> None:
-        import cv2
+    def write(self, panel: torch.Tensor) -> None:
+        self.frames.append(panel)
 
-        from crevnet.data.video import _FOURCC, _to_bgr, _to_uint8  # the clip writers' own conversions
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> bool | None:
+        if kind is not None:  # the temporary file goes, an earlier GIF stays
+            return self._stack.__exit__(kind, error, trace)
+        with self._stack:
+            self._handle.write(encode_gif(torch.stack(self.frames), self.fps, str(self.path)))
+        return None
 
-        image = _to_bgr(_to_uint8(frame[None], str(self.path))[0])  # (H, W, 3) BGR uint8
-        if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
-            height, width = image.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (width, height))
-            if not self.writer.isOpened():
-                raise DataError(f"--out {self.path}: OpenCV cannot write a video of size {width}x{height}")
-            self.stack.callback(self.writer.release)
-        self.writer.write(image)
+
+def _open_output(out: Path, fps: float) -> VideoWriter | _GifOutput:
+    return _GifOutput(out, fps) if out.suffix.lower() == ".gif" else VideoWriter(out, fps)
+
+
+def _check_arguments(
+    out: Path, horizon: int, max_frames: int | None, backend: str, resize: str, fps: float
+) -> None:
+    if out.suffix.lower() not in STREAM_SUFFIXES:
+        raise DataError(
+            f"--out {out}: --stream writes {', '.join(STREAM_SUFFIXES)}, got {out.suffix or '(none)'!r}"
+        )
+    check_prediction_arguments(horizon, fps, resize)
+    if max_frames is not None and max_frames < 1:
+        raise DataError(f"--max-frames {max_frames}: expected a positive number")
+    check_backend(backend)
+
+
+class _Streamer:
+    """The model side of a stream: frames in, side-by-side panels out, latency and counts kept."""
+
+    def __init__(
+        self, loaded: LoadedModel, dev: torch.device, size: tuple[int, int] | str, resize: str, source: str
+    ) -> None:
+        self.config, self.model = loaded.config, loaded.model.eval()
+        self.dev, self.size, self.resize, self.source = dev, size, resize, source
+        self.stream: FrameStream | None = None
+        self.backend = ""
+        self.latencies: list[float] = []
+        self.count = 0
+        self.summary = ""
+        self._first: tuple[int, ...] | None = None
+
+    def _prepare(self, frame: torch.Tensor) -> PreparedClip:
+        if self._first is None:
+            self._first = tuple(frame.shape)
+        elif tuple(frame.shape) != self._first:
+            (c, h, w), first = frame.shape, self._first
+            raise DataError(
+                f"--input {self.source}: frame {self.count} is {h}×{w} with {c} channel(s), the stream "
+                f"started with {first[1]}×{first[2]} with {first[0]}; a stream keeps one frame size and "
+                "channel count"
+            )
+        encoder = self.config.encoder
+        prepared = prepare_clip(
+            frame[None],
+            encoder.in_channels,
+            encoder.downsample,
+            self.size,
+            1,
+            1,
+            self.source,
+            resize=self.resize,
+        )
+        if not self.summary:
+            self.summary = prepared.summary.replace("; context = last 1 frames", "")
+        return prepared
+
+    def step(self, frame: torch.Tensor, horizon: int, backend: str) -> torch.Tensor | None:
+        """Push one frame; the panel (frame | forecast) once the model's window is full, else None."""
+        prepared = self._prepare(frame)
+        x = prepared.context.to(self.dev)  # (1, C, H, W): one stream
+        if self.stream is None:  # the backend is built (and, for auto, timed) for this frame shape
+            threads = (torch.get_num_threads(), 1)
+            choice = pick_backend(self.model, backend, tuple(x.shape[-2:]), 1, horizon, threads)
+            self.stream, self.backend = FrameStream(choice.graphs), choice.line()
+        t0 = time.perf_counter()
+        self.stream.push(x)
+        pred = self.stream.forecast(horizon) if self.stream.ready else None
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        self.count += 1
+        if pred is None:
+            return None
+        self.latencies.append(1000 * (time.perf_counter() - t0))
+        return side_by_side(prepared.context[0], pred[0].float().cpu().clamp(0, 1))
+
+
+def _run(
+    streamer: _Streamer, output: VideoWriter | _GifOutput, horizon: int, backend: str, max_frames: int | None
+) -> str:
+    # Feeds every frame of the source; returns why the stream stopped.
+    try:
+        for frame in iter_frames(streamer.source):
+            panel = streamer.step(frame, horizon, backend)
+            if panel is not None:
+                output.write(panel)
+            if max_frames is not None and streamer.count >= max_frames:
+                return "--max-frames"
+    except KeyboardInterrupt:
+        return "interrupted"
+    return "end of input"
 
 
 def run_stream(
@@ -227,7 +270,8 @@ def run_stream(
         ckpt: a checkpoint written by ``crevnet fit``.
         source: see :func:`iter_frames`.
         horizon: frames forecast after every new frame (>= 1).
-        out: ``.mp4`` / ``.avi`` (written frame by frame) or ``.gif``.
+        out: ``.mp4`` / ``.avi`` (written frame by frame) or ``.gif``; verified before it replaces an
+            earlier file.
         size: frame size fed to the model, as for ``crevnet predict`` ("train", "keep" or (H, W)).
         device: where the model runs.
         fps: frame rate of the output.
@@ -243,93 +287,25 @@ def run_stream(
 
     Raises:
         DataError: bad output suffix, horizon or backend, unreadable input, a frame of another size or
-            channel count than the first one. CheckpointError: a bad checkpoint.
+            channel count than the first one. CheckpointError: a bad checkpoint. OutputError: ``out``
+            cannot be written, or the file written does not hold every frame (e.g. a full disk); an
+            earlier ``out`` is left as it was.
     """
-    from crevnet.deploy.backends import check_backend, pick_backend
-    from crevnet.inference.predict import check_resize, prepare_clip, resolve_framing
-    from crevnet.models.checkpoint import load_model
-    from crevnet.models.device import resolve_device
-    from crevnet.nn.model import check_horizon
-    from crevnet.nn.stream import FrameStream
-
     out = Path(out)
-    if out.suffix.lower() not in STREAM_SUFFIXES:
-        raise DataError(
-            f"--out {out}: --stream writes {', '.join(STREAM_SUFFIXES)}, got {out.suffix or '(none)'!r}"
-        )
-    check_horizon(horizon, "--horizon")
-    if max_frames is not None and max_frames < 1:
-        raise DataError(f"--max-frames {max_frames}: expected a positive number")
-    check_backend(backend)
-    check_resize(resize)
-    dev = resolve_device(device)
-    loaded = load_model(ckpt, map_location=dev)
-    config = loaded.config
-    size, resize = resolve_framing(loaded, size, resize)
-    model = loaded.model.eval()
-    stream: FrameStream | None = None
-    chosen = ""
-    latencies: list[float] = []
-    outputs: list[torch.Tensor] = []
-    first: tuple[int, ...] | None = None
-    summary, stopped, count = "", "end of input", 0
-    with ExitStack() as stack:
-        sink = _VideoSink(out, fps, stack) if out.suffix.lower() != ".gif" else None
-        frames = iter_frames(source)
-        try:
-            for frame in frames:
-                if first is None:
-                    first = tuple(frame.shape)
-                elif tuple(frame.shape) != first:
-                    c, h, w = frame.shape
-                    raise DataError(
-                        f"--input {source}: frame {count} is {h}×{w} with {c} channel(s), the stream started "
-                        f"with {first[1]}×{first[2]} with {first[0]}; a stream keeps one frame size and "
-                        "channel count"
-                    )
-                prepared = prepare_clip(
-                    frame[None],
-                    config.encoder.in_channels,
-                    config.encoder.downsample,
-                    size,
-                    1,
-                    1,
-                    source,
-                    resize=resize,
-                )
-                if not summary:
-                    summary = prepared.summary.replace("; context = last 1 frames", "")
-                x = prepared.context.to(dev)  # (1, C, H, W): one stream
-                if stream is None:  # the backend is built (and, for auto, timed) for this frame shape
-                    threads = (torch.get_num_threads(), 1)
-                    choice = pick_backend(model, backend, tuple(x.shape[-2:]), 1, horizon, threads)
-                    stream, chosen = FrameStream(choice.graphs), choice.line()
-                t0 = time.perf_counter()
-                stream.push(x)
-                pred = stream.forecast(horizon) if stream.ready else None
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                count += 1
-                if pred is not None:
-                    latencies.append(1000 * (time.perf_counter() - t0))
-                    panel = side_by_side(prepared.context[0], pred[0].float().cpu().clamp(0, 1))
-                    if sink is not None:
-                        sink.write(panel)
-                    else:
-                        outputs.append(panel)
-                if max_frames is not None and count >= max_frames:
-                    stopped = "--max-frames"
-                    break
-        except KeyboardInterrupt:
-            stopped = "interrupted"
-        if not latencies:
+    _check_arguments(out, horizon, max_frames, backend, resize, fps)
+    with _open_output(out, fps) as output:
+        dev = resolve_device(device)
+        loaded = load_model(ckpt, map_location=dev)
+        size, resize = resolve_framing(loaded, size, resize)
+        streamer = _Streamer(loaded, dev, size, resize, source)
+        stopped = _run(streamer, output, horizon, backend, max_frames)
+        if not streamer.latencies:
             raise DataError(
-                f"--input {source}: {count} frame(s), fewer than the model's window of {config.window}; "
-                "nothing to predict"
+                f"--input {source}: {streamer.count} frame(s), fewer than the model's window of "
+                f"{streamer.config.window}; nothing to predict"
             )
-        if sink is None:
-            from crevnet.data.video import write_gif
-
-            write_gif(torch.stack(outputs), out, fps=fps)
+    latencies = streamer.latencies
     rate = 1000 * horizon * len(latencies) / sum(latencies)
-    return StreamReport(count, len(latencies), tuple(latencies), rate, summary, stopped, chosen)
+    return StreamReport(
+        streamer.count, len(latencies), tuple(latencies), rate, streamer.summary, stopped, streamer.backend
+    )

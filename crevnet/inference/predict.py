@@ -49,6 +49,7 @@ __all__ = [
     "RESIZE_CHOICES",
     "PreparedClip",
     "WrittenPrediction",
+    "check_prediction_arguments",
     "check_resize",
     "predict_clip",
     "predict_file",
@@ -113,6 +114,19 @@ def check_resize(resize: str, choices: Sequence[str] = RESIZE_CHOICES) -> None:
         raise DataError(f"--resize {resize!r}: expected one of {', '.join(choices)}")
 
 
+def check_prediction_arguments(horizon: int, fps: float, resize: str) -> None:
+    """The arguments ``crevnet predict`` and ``crevnet predict --stream`` share, checked before any work.
+
+    Raises:
+        DataError: ``horizon`` not a positive int, ``fps`` not positive, or an unknown ``resize``;
+            the message names the option.
+    """
+    check_horizon(horizon, "--horizon")
+    if not fps > 0:
+        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
+    check_resize(resize)
+
+
 def resolve_framing(loaded: LoadedModel, size: Size, resize: str = "train") -> tuple[Size, str]:
     """The frame size and framing a checkpoint's model is fed: ``"train"`` read from its facts.
 
@@ -171,6 +185,20 @@ def prepare_clip(
     Shape:
         clip: (T, C, H, W) -> context (context, in_channels, H', W')
     """
+    frames = _context_frames(clip, context, window, name)
+    check_resize(resize, FRAMINGS)
+    t, c, h, w = clip.shape
+    notes: list[str] = list(read_notes)
+    frames = _to_size(frames, _target_size(size, h, w, factor), resize, notes)
+    frames = _to_channels(frames, in_channels, name, notes)
+    described = f"{name}: {t} frames {h}×{w} {_channels_name(c)}"
+    changes = ", ".join(notes) if notes else "used as they are"
+    summary = f"{described} -> {changes}; context = last {context} frames"
+    return PreparedClip(frames.contiguous(), tuple(notes), summary)
+
+
+def _context_frames(clip: torch.Tensor, context: int, window: int, name: str) -> torch.Tensor:
+    # The clip's last ``context`` frames as float in [0, 1], after every check on the clip itself.
     if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[1] not in (1, 3):
         shape = tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
         raise DataError(f"{name}: got {shape}; expected a (T, C, H, W) tensor with C = 1 or 3")
@@ -178,7 +206,7 @@ def prepare_clip(
         raise DataError(f"{name}: empty clip of shape {tuple(clip.shape)}")
     if context < window:
         raise DataError(f"--context {context}: the model needs at least {window} observed frame(s)")
-    t, c, h, w = clip.shape
+    t = clip.shape[0]
     if t < context:
         raise DataError(
             f"{name}: {t} frame(s), too short: the model observes {context} frames before predicting "
@@ -194,30 +222,38 @@ def prepare_clip(
     if frames.min() < 0 or frames.max() > 1:
         low, high = float(frames.min()), float(frames.max())
         raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected values in [0, 1] (or uint8)")
-    check_resize(resize, FRAMINGS)
-    notes: list[str] = list(read_notes)
-    target = _target_size(size, h, w, factor)
+    return frames
+
+
+def _to_size(frames: torch.Tensor, target: tuple[int, int], resize: str, notes: list[str]) -> torch.Tensor:
+    # (K, C, h, w) -> (K, C, H, W) framed as ``resize`` says; what was done is appended to ``notes``.
     from crevnet.data.framing import Framing
+
+    _, c, h, w = frames.shape
+    if target == (h, w):
+        return frames
+    framing = Framing(target, resize, c)  # type: ignore[arg-type]
+    scaled = framing.scaled_size(h, w)
+    cut = f" and cut the centre {target[0]}×{target[1]}" if scaled != target else ""
+    notes.append(f"resized {h}×{w} -> {scaled[0]}×{scaled[1]}{cut} (H×W)")
+    return torch.from_numpy(framing.apply(_channels_last(frames))).to(frames.device)
+
+
+def _to_channels(frames: torch.Tensor, channels: int, name: str, notes: list[str]) -> torch.Tensor:
+    # (K, c, H, W) -> (K, channels, H, W): grey repeated, or RGB to grey (BT.601).
     from crevnet.data.pixels import to_channels
 
-    if target != (h, w):
-        framing = Framing(target, resize, c)  # type: ignore[arg-type]
-        scaled = framing.scaled_size(h, w)
-        frames = torch.from_numpy(framing.apply(_channels_last(frames))).to(frames.device)
-        cut = f" and cut the centre {target[0]}×{target[1]}" if scaled != target else ""
-        notes.append(f"resized {h}×{w} -> {scaled[0]}×{scaled[1]}{cut} (H×W)")
-    if c != in_channels:
-        if c == 1:
-            frames = frames.expand(-1, in_channels, -1, -1)
-        elif in_channels == 1:
-            frames = _channels_first(to_channels(_channels_last(frames), 1), frames.device)
-        else:
-            raise DataError(f"{name}: {c} channels; the model takes {in_channels}")
-        notes.append(f"converted {_channels_name(c)} -> {_channels_name(in_channels)}")
-    described = f"{name}: {t} frames {h}×{w} {_channels_name(c)}"
-    changes = ", ".join(notes) if notes else "used as they are"
-    summary = f"{described} -> {changes}; context = last {context} frames"
-    return PreparedClip(frames.contiguous(), tuple(notes), summary)
+    c = frames.shape[1]
+    if c == channels:
+        return frames
+    if c == 1:
+        frames = frames.expand(-1, channels, -1, -1)
+    elif channels == 1:
+        frames = _channels_first(to_channels(_channels_last(frames), 1), frames.device)
+    else:
+        raise DataError(f"{name}: {c} channels; the model takes {channels}")
+    notes.append(f"converted {_channels_name(c)} -> {_channels_name(channels)}")
+    return frames
 
 
 def _channels_last(frames: torch.Tensor) -> np.ndarray:
@@ -413,12 +449,9 @@ def predict_file(
         raise DataError(
             f"--out {path}: is a directory; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
         )
-    check_horizon(horizon, "--horizon")
+    check_prediction_arguments(horizon, fps, resize)
     if context is not None and context < 1:
         raise DataError(f"--context {context}: expected a positive number of observed frames")
-    if not fps > 0:
-        raise DataError(f"--fps {fps:g}: expected a positive frame rate")
-    check_resize(resize)
     if not Path(clip).exists():
         raise DataError(f"--input {clip}: no such file or folder (expected a clip)")
     dev = resolve_device(device)

@@ -11,10 +11,11 @@ import pytest
 
 from crevnet.data import cache as cache_module
 from crevnet.data.cache import CACHE_DIR_NAME, FrameCache, cache_shape, content_key, open_cached
-from crevnet.data.clips import probe_clip, read_frames
+from crevnet.data.clips import iter_frames, probe_clip, read_frames
 from crevnet.data.folder_datamodule import VideoFolderDataModule
 from crevnet.data.framing import Framing
 from crevnet.data.video_folder import ClipWindows, load_folder_clips
+from crevnet.errors import DataError
 from crevnet.io.atomic import TEMP_MARK
 
 FRAMING = Framing((16, 16), "center_crop", 3)
@@ -191,3 +192,31 @@ def test_the_data_module_caches_once_in_the_root_and_can_do_without(
     elsewhere = make(cache_dir=str(tmp_path / "elsewhere"))
     elsewhere.windows("val")
     assert len(list((tmp_path / "elsewhere").glob("*.npy"))) == 4  # every part cached in one go
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+def test_one_sequential_pass_gives_the_frames_of_read_frames(
+    tmp_path: Path, clip_factory, chunk: int
+) -> None:
+    # The cache is built from iter_frames (no seek per chunk); read_frames serves direct windows.
+    root = tmp_path / "clips"
+    shapes = {"a.avi": (24, 32), "b.gif": (30, 22), "c_frames": (17, 23), "d.mp4": (32, 32)}
+    for k, (name, (h, w)) in enumerate(shapes.items()):
+        frames = clip_factory.indexed_frames(11 + k, h, w, colour=k != 2, hue=50 * k)
+        clip_factory.write_clip(root / name, frames)
+    for clip in load_folder_clips(root, 4, FRAMING).clips:
+        chunks = list(iter_frames(clip, chunk))
+        assert all(len(c) <= chunk for c in chunks) and sum(len(c) for c in chunks) == clip.frames
+        first = 0
+        for part in chunks:
+            expected = read_frames(clip, range(first, first + len(part)))
+            assert np.array_equal(part, expected), (clip.path.name, first)
+            first += len(part)
+
+
+def test_a_clip_that_ends_early_is_one_error(clip) -> None:
+    import dataclasses
+
+    longer = dataclasses.replace(clip, frames=clip.frames + 2)
+    with pytest.raises(DataError, match=r"a\.avi: frame 20 could not be decoded"):
+        list(iter_frames(longer, 8))

@@ -29,8 +29,8 @@ def _umount(where: Path) -> None:
     subprocess.run(["umount", str(where)], capture_output=True)
 
 
-def _fill(folder: Path) -> None:
-    # Take every free byte, so the next write fails with ENOSPC.
+def _fill(folder: Path, leave: int = 0) -> None:
+    # Take every free byte but ``leave``, so a write fails with ENOSPC once that much is used up.
     fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
     try:
         for size in (65536, 4096, 1):
@@ -39,6 +39,8 @@ def _fill(folder: Path) -> None:
                     pass
             except OSError as err:
                 assert err.errno == errno.ENOSPC
+        if leave:
+            os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
     finally:
         os.close(fd)
 
@@ -51,10 +53,15 @@ class FullDisk:
         self.real = real
         self._monkeypatch = monkeypatch
 
-    def fill(self) -> None:
-        """Make every later write into the folder fail as a full disk does."""
+    def fill(self, leave: int = 0) -> None:
+        """Make later writes into the folder fail as a full disk does.
+
+        Args:
+            leave: bytes left free (a real disk only): a writer then fails part-way, after its first
+                bytes (a video's header) are on disk. The simulated disk fails every write.
+        """
         if self.real:
-            _fill(self.folder)
+            _fill(self.folder, leave)
             return
         import cv2
 
