@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 
 from crevnet.data.cache import open_cached
 from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
-from crevnet.data.frames import IMAGE_SUFFIXES
+from crevnet.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
 from crevnet.data.testset import STANDARD_BASELINES, TestSet
@@ -254,7 +254,7 @@ def load_folder_clips(
             else ""
         )
         raise DataError(
-            f"{root}: no clips found; expected video files (.mp4 .avi .mov .mkv .webm .gif) or "
+            f"{root}: no clips found; expected video files ({' '.join(VIDEO_SUFFIXES)}) or "
             f"folders of frame images (.png .jpg ...) anywhere below it{hint}"
         )
     if not scan.clips:
