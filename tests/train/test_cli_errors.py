@@ -23,6 +23,8 @@ SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
         # (any LightningDataModule), whose errors jsonargparse wraps into a many-line Union dump
         (["--data.batch_size", "0"], "crevnet: error: MovingMNISTDataModule: need batch_size >= 1"),
         (["--model.lr", "-1"], "crevnet: error: CrevNetModule: lr must be > 0, got -1.0"),
+        # a setting Lightning refuses (MisconfigurationException) takes the same path
+        (["--trainer.max_epochs", "-5"], "crevnet: error: fit: `max_epochs` must be a non-negative integer"),
     ],
 )
 def test_a_bad_key_or_value_is_one_line_with_a_close_match(
