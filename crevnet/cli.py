@@ -1,9 +1,9 @@
 """The ``crevnet`` command line: dispatches ``crevnet <command>`` to its module in :mod:`crevnet.commands`.
 
-``crevnet fit | validate | test`` go to Lightning's CLI (YAML configs under ``configs/``);
-``crevnet data``, ``crevnet evaluate``, ``crevnet predict`` and ``crevnet export`` are argparse
-commands. Errors a user can act on print one line and exit with status 2, never a traceback
-(:func:`crevnet.commands.common.run_tool`).
+``crevnet fit | validate | test`` go to Lightning's CLI (YAML configs, by file or by the name of a
+shipped one: :mod:`crevnet.configs`); ``crevnet data``, ``crevnet evaluate``, ``crevnet predict``,
+``crevnet export`` and ``crevnet config`` are argparse commands. Errors a user can act on print one
+line and exit with status 2, never a traceback (:func:`crevnet.commands.common.run_tool`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from crevnet.commands.common import run_tool
 
 __all__ = ["COMMANDS", "main", "run_tool"]
 
-USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export} ...
+USAGE = """usage: crevnet {fit,validate,test,data,evaluate,predict,export,config} ...
 
-  fit        train a model (LightningCLI; e.g. crevnet fit --config configs/quickstart.yaml)
+  fit        train a model (LightningCLI; e.g. crevnet fit --config quickstart)
   validate   run the validation loop of a config/checkpoint
   test       run the test loop of a config/checkpoint
   data       fetch/check MNIST, write a surrogate Moving MNIST test set
   evaluate   metrics, baselines and a report for a checkpoint
   predict    predict future frames of any clip (--stream: a video or camera, frame by frame)
   export     write the encoder, decoder and RPM step as ONNX or TorchScript graphs
+  config     list the shipped configs, print one, or copy one out to edit
 """
 
 COMMANDS = {
@@ -35,6 +36,7 @@ COMMANDS = {
     "evaluate": "crevnet.commands.evaluate",
     "predict": "crevnet.commands.predict",
     "export": "crevnet.commands.export",
+    "config": "crevnet.commands.config",
 }
 """Command -> its module (imported on use, so that ``crevnet data`` never loads Lightning)."""
 

@@ -30,7 +30,7 @@ LAYERS = (
     ("crevnet.errors",),
     ("crevnet.nn",),
     ("crevnet",),  # the package root re-exports the model classes of crevnet.nn
-    ("crevnet.io",),
+    ("crevnet.io", "crevnet.configs"),  # the shipped configs' lookup needs only crevnet.errors
     ("crevnet.data",),
     ("crevnet.weights",),
     ("crevnet.models",),
@@ -177,7 +177,7 @@ def test_every_command_has_a_module_of_its_own() -> None:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COMMANDS" for t in node.targets)
     )
     commands = ast.literal_eval(table)
-    assert set(commands) == {"fit", "validate", "test", "data", "evaluate", "predict", "export"}
+    assert set(commands) == {"fit", "validate", "test", "data", "evaluate", "predict", "export", "config"}
     for module in commands.values():
         assert module in sources and _within(module, COMMANDS) and module not in SHARED
 

@@ -13,6 +13,7 @@ usable from Python.
   (:func:`crevnet.inference.predict.predict_file`, :func:`crevnet.deploy.stream.run_stream`)
 - :mod:`~crevnet.commands.export`: ``crevnet export`` (:func:`crevnet.deploy.export.export_checkpoint`)
 - :mod:`~crevnet.commands.data`: ``crevnet data mnist | surrogate | standard`` (:mod:`crevnet.data`)
+- :mod:`~crevnet.commands.config`: ``crevnet config list | show | copy`` (:mod:`crevnet.configs`)
 
 Command modules never import each other (only :mod:`crevnet.commands.common`), and no library module
 imports this package; ``tests/test_architecture.py`` checks both from the source.

@@ -2,12 +2,14 @@
 
 The command itself is :mod:`crevnet.commands.fit`. Usage::
 
-    crevnet fit --config configs/quickstart.yaml                  # the main job (2 CPU cores, < 15 min)
-    crevnet fit --config configs/quickstart.yaml --ckpt_path last # resume: same step, optimizer, scheduler
-    crevnet test --config configs/quickstart.yaml --ckpt_path runs/quickstart   # its newest run
+    crevnet fit --config quickstart                      # the main job (2 CPU cores, < 15 min)
+    crevnet fit --config quickstart --ckpt_path last     # resume: same step, optimizer, scheduler
+    crevnet test --config quickstart --ckpt_path runs/quickstart   # its newest run
     crevnet fit --config configs/smoke.yaml --trainer.strategy ddp --trainer.devices 2 \
         --trainer.accelerator cpu
-    crevnet fit --config configs/smoke.yaml --trainer.logger lightning.pytorch.loggers.WandbLogger
+    crevnet fit --config smoke --trainer.logger lightning.pytorch.loggers.WandbLogger
+
+``--config`` takes a file or the name of a config shipped with the package (:mod:`crevnet.configs`).
 
 Defaults added to every run: a CSV logger (:class:`~crevnet.train.logger.AtomicCSVLogger`: its
 ``metrics.csv`` and ``hparams.yaml`` written atomically, as is ``config.yaml`` by :class:`AtomicSaveConfig`)
@@ -18,15 +20,16 @@ explicitly wins), so every run writes its own folder
 best ``val/mse``); checkpoint files written atomically and read weights-only
 (:class:`AtomicCheckpointIO`); and ``torch_threads`` to pin the CPU thread count. ``--ckpt_path last``
 resumes the newest run (the one ``crevnet evaluate --ckpt <root>/<name>`` reads) in its own folder;
-``--ckpt_path`` also takes a run folder. At the end ``fit`` prints the checkpoints it wrote and the
-command to evaluate them. A bad argument or config key is one line (with the closest known keys), not
-the usage. wandb never needs a login: ``WANDB_MODE`` is set to ``offline`` unless the user set it.
+``--ckpt_path`` also takes a run folder; the checkpoint is read once and checked against the config and
+the run's budget (:mod:`crevnet.train.resume`). At the end (``after_fit``) ``fit`` prints the
+checkpoints it wrote and the command to evaluate them. A bad argument or config key is one line (with
+the closest known keys), not the usage. wandb never needs a login: ``WANDB_MODE`` is set to
+``offline`` unless the user set it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import difflib
 import io
@@ -34,7 +37,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +47,75 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from crevnet.configs import resolve_config
 from crevnet.data.datamodule import MovingMNISTDataModule
-from crevnet.errors import CheckpointError, ConfigError, OutputError
+from crevnet.errors import ConfigError, OutputError
 from crevnet.io.atomic import atomic_write_bytes
-from crevnet.io.checkpoint import check_compatible, read_checkpoint
 from crevnet.io.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, newest_run, point_latest
-from crevnet.models.checkpoint import resolve_checkpoint
-from crevnet.nn.model import without_run_options
 from crevnet.train.checkpoint_io import AtomicCheckpointIO
 from crevnet.train.logger import AtomicCSVLogger
 from crevnet.train.module import CrevNetModule
+from crevnet.train.resume import (
+    LIGHTNING_CKPT_WORDS,
+    ResumePoint,
+    check_budget,
+    find_resume_point,
+    merge_metrics,
+    set_aside_metrics,
+)
 
 __all__ = ["AtomicSaveConfig", "CrevNetCLI", "RunCheckpoint"]
 
 DEFAULT_RUNS_DIR = "runs"
 ROOT_DIR_PLACEHOLDER = "<default_root_dir>"
 """The logger's default ``save_dir``: replaced by ``trainer.default_root_dir`` after parsing."""
-_LIGHTNING_CKPT_WORDS = ("best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
-_METRICS = "metrics.csv"
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that also points ``<root>/<name>/latest`` at this run after each save."""
+    """``ModelCheckpoint`` that also points ``<root>/<name>/latest`` at this run after each save.
 
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
-        if trainer.is_global_zero:
-            _point_latest(Path(filepath).parent)
+    Saves are seen through public hooks only: a save inside one of ModelCheckpoint's hooks calls this
+    callback's :meth:`on_save_checkpoint` (on every rank), so :attr:`saved_step` is the same on all ranks.
+    """
+
+    saved_step: int | None = None
+    """The step at which this callback last saved (its ``last.ckpt`` with ``save_last``); None before."""
+    _saving = False
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Note that a checkpoint is being written (by this callback when inside one of its hooks)."""
+        self._saving = True
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def _watch(self, trainer: Trainer, hook: Callable[[], None]) -> None:
+        self._saving = False
+        hook()
+        if self._saving:
+            self.saved_step = trainer.global_step
+            if trainer.is_global_zero and self.dirpath:
+                _point_latest(Path(self.dirpath))
+        self._saving = False
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        """ModelCheckpoint's hook; then point ``latest`` at this run if it saved."""
+        self._watch(trainer, lambda: super(RunCheckpoint, self).on_train_batch_end(trainer, pl_module, *args))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: L.LightningModule) -> None:
+        """ModelCheckpoint's hook; then point ``latest`` at this run if it saved."""
+        self._watch(trainer, lambda: super(RunCheckpoint, self).on_train_epoch_end(trainer, pl_module))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: L.LightningModule) -> None:
+        """ModelCheckpoint's hook; then point ``latest`` at this run if it saved."""
+        self._watch(trainer, lambda: super(RunCheckpoint, self).on_validation_end(trainer, pl_module))
+
+    def on_train_end(self, trainer: Trainer, pl_module: L.LightningModule) -> None:
+        """ModelCheckpoint's hook; then point ``latest`` at this run if it saved."""
+        self._watch(trainer, lambda: super(RunCheckpoint, self).on_train_end(trainer, pl_module))
+
+    def on_exception(self, trainer: Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """ModelCheckpoint's hook; then point ``latest`` at this run if it saved."""
+        self._watch(trainer, lambda: super(RunCheckpoint, self).on_exception(trainer, pl_module, exception))
 
 
 def _point_latest(checkpoint_dir: Path) -> None:
@@ -101,10 +144,17 @@ class AtomicSaveConfig(SaveConfigCallback):
 
 
 class CrevNetCLI(LightningCLI):
-    """LightningCLI with crevnet's defaults (see the module docstring)."""
+    """LightningCLI with crevnet's defaults (see the module docstring).
+
+    Built on LightningCLI's public hooks only: :meth:`parse_arguments` (one-line errors, ``--ckpt_path``
+    read and checked, :mod:`crevnet.train.resume`), :meth:`before_instantiate_classes`,
+    :meth:`instantiate_trainer`, :meth:`before_fit` and :meth:`after_fit` (the end-of-fit work).
+    """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
-        self._argv = list(sys.argv[1:] if args is None else args)
+        argv = list(sys.argv[1:] if args is None else args)
+        named = _named_configs(argv)  # --config quickstart: the shipped file (crevnet.configs)
+        self._argv = named
         os.environ.setdefault("WANDB_MODE", "offline")  # wandb is opt-in and never asks for a login
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("save_config_callback", AtomicSaveConfig)
@@ -119,22 +169,32 @@ class CrevNetCLI(LightningCLI):
             "default_root_dir": DEFAULT_RUNS_DIR,
             "gradient_clip_val": 1.0,
         }
-        self._resumed: tuple[Path, int] | None = None  # (run folder, its step) when fit resumes
+        self._resume: ResumePoint | None = None  # the checkpoint --ckpt_path names, read and checked
         self._init_from: str | None = None  # set aside while a resumed or scored run is built
+        self._parsers: list[LightningArgumentParser] = []  # every parser built (for close-match hints)
         kwargs["trainer_defaults"] = {**defaults, **(kwargs.get("trainer_defaults") or {})}
         with warnings.catch_warnings():
             # crevnet's dispatcher passes its own argv on purpose; Lightning warns when sys.argv is non-empty.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter", category=UserWarning)
+            # a resumed run logs into its own folder on purpose (its metrics.csv was set aside)
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             # Any LightningDataModule may be the data section (``data: {class_path: ...}``, e.g.
             # crevnet.data.VideoFolderDataModule); without a class_path it is MovingMNISTDataModule.
             kwargs.setdefault("subclass_mode_data", True)
             super().__init__(
                 CrevNetModule,
                 L.LightningDataModule,
-                args=None if args is None else list(args),
+                args=None if args is None and named == argv else named,
                 run=run,
                 **kwargs,
             )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser (the main one and each subcommand's), kept for the close-match hints."""
+        parser = super().init_parser(**kwargs)
+        self._parsers.append(parser)
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the ``checkpoint:`` section and ``torch_threads``."""
@@ -158,9 +218,53 @@ class CrevNetCLI(LightningCLI):
             help="torch.set_num_threads for this run (default: leave PyTorch's choice)",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse; then read and check the ``--ckpt_path`` checkpoint (:mod:`crevnet.train.resume`).
+
+        A bad argument or config key raises :class:`ConfigError` (one line, close matches); so does a
+        ``fit`` budget the checkpoint has already passed.
+        """
+        with _one_line_errors(self._explain):
+            super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            _apply_root_dir(self.config[subcommand])
+            self._read_ckpt_path(subcommand)
+        else:
+            _apply_root_dir(self.config)
+
+    def _read_ckpt_path(self, subcommand: str) -> None:
+        # One reader and one compatibility check for every command: a crafted or foreign file is refused
+        # in words (Lightning's own parse would print torch's raw message); "last" and run folders are
+        # resolved to the newest run's file, as evaluate and predict resolve them.
+        config = self.config[subcommand]
+        spec = config.get("ckpt_path")
+        if not spec or spec in LIGHTNING_CKPT_WORDS:
+            return
+        net = config.model.net
+        net = net.as_dict() if hasattr(net, "as_dict") else dataclasses.asdict(net)
+        point = find_resume_point(spec, _runs_root(config), net, fit=subcommand == "fit")
+        if subcommand == "fit":
+            check_budget(point, config.trainer.get("max_epochs"), config.trainer.get("max_steps"))
+        if point.hparams:
+            with _one_line_errors(self._explain):
+                self.config = self.parser.parse_object({subcommand: {"model": point.hparams}}, self.config)
+            config = self.config[subcommand]
+        if point.run is not None:
+            # the resumed run logs into its own folder (its rows so far are set aside in before_fit)
+            logger = _first_logger(config)
+            if logger is not None and "version" in logger.get("init_args", {}):
+                logger.init_args.version = point.run.name
+        # The file is read: LightningCLI is given no path to read a second time (with torch's raw
+        # messages) until the classes are built, when before_instantiate_classes puts it back.
+        config.ckpt_path = None
+        self._resume = point
+
     def before_instantiate_classes(self) -> None:
-        """Apply ``torch_threads`` before anything is built."""
+        """Put the checked ``ckpt_path`` back; apply ``torch_threads`` before anything is built."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self._resume is not None:
+            config.ckpt_path = str(self._resume.path)
         threads = config.get("torch_threads")
         if threads is not None:
             if threads < 1:
@@ -195,12 +299,31 @@ class CrevNetCLI(LightningCLI):
             config = self.config[self.subcommand] if self.subcommand else self.config
             config.model.init_from = self._init_from
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse; a bad argument or config key raises :class:`ConfigError` (one line, close matches)."""
-        with _one_line_errors(self._explain):
-            super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        _apply_root_dir(self.config[subcommand] if subcommand else self.config)
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Add the atomic CheckpointIO."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        plugins = config["trainer"].get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs["plugins"] = plugins
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """A run resumed in place: set its rows so far aside (merged back in :meth:`after_fit`), say so."""
+        point = self._resume
+        if point is None or point.run is None or not self.trainer.is_global_zero:
+            return
+        set_aside_metrics(point.run, point.step)
+        print(f"crevnet fit: resuming run {point.run} from step {point.step} ({point.path})")
+
+    def after_fit(self) -> None:
+        """The end-of-fit work: a final ``last.ckpt``, the run's metrics whole, what was written."""
+        if self.trainer.interrupted:
+            return
+        self._save_final_last()
+        if self.trainer.is_global_zero:
+            self._finish_run()
 
     def _explain(self, text: str) -> str:
         # jsonargparse printed the usage and then "error: <message>"; keep the message, add close matches.
@@ -228,96 +351,24 @@ class CrevNetCLI(LightningCLI):
         return f"{subcommand or 'crevnet'}: {message}{hint}; see '{command} --help'"
 
     def _known_keys(self) -> list[str]:
-        parsers = list(getattr(self, "_subcommand_parsers", {}).values()) or [self.parser]
-        keys = {a.dest for p in parsers for a in p._actions if isinstance(a.dest, str)}
-        return sorted(k for k in keys if k not in ("help", "config") and not k.endswith(".help"))
-
-    def _parse_ckpt_path(self) -> None:
-        # One reader and one compatibility check for every command: a crafted or foreign file is refused
-        # in words (Lightning's own parse would print torch's raw message); "last" and run folders are
-        # resolved to the newest run's file, as evaluate and predict resolve them.
-        subcommand = self.config.get("subcommand")
-        config = self.config[subcommand] if subcommand else None
-        spec = config.get("ckpt_path") if config is not None else None
-        if not spec or spec in _LIGHTNING_CKPT_WORDS:
-            super()._parse_ckpt_path()
-            return
-        if spec == "last":
-            root = _runs_root(config)
-            run = newest_run(root)
-            if run is None:
-                raise CheckpointError(
-                    f"--ckpt_path last: no run under {root} holds {CHECKPOINT_DIR}/{LAST_CHECKPOINT}; train "
-                    "once without --ckpt_path first"
-                )
-            path = run / CHECKPOINT_DIR / LAST_CHECKPOINT
-        else:
-            path = resolve_checkpoint(spec)
-        checkpoint = read_checkpoint(path)
-        net = config.model.net
-        net = net.as_dict() if hasattr(net, "as_dict") else dataclasses.asdict(net)
-        check_compatible(checkpoint, net, str(path))
-        # As Lightning does, the checkpoint's module arguments become the config's, from the dict read
-        # once above (Lightning's own version would torch.load the file a second time).
-        hparams = dict(checkpoint.get("hyper_parameters") or {})
-        hparams.pop("_instantiator", None)
-        if isinstance(hparams.get("net"), Mapping):  # older checkpoints stored memory_saving / bf16 in net
-            hparams["net"] = without_run_options(hparams["net"])
-        if hparams:
-            if "_class_path" in hparams:
-                hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
-            with _one_line_errors(self._explain):
-                self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
-            config = self.config[subcommand]
-        config.ckpt_path = str(path)
-        if spec == "last" and subcommand == "fit":
-            self._resume_in(config, path.parent.parent, int(checkpoint.get("global_step") or 0))
-
-    def _resume_in(self, config: Any, run: Path, step: int) -> None:
-        # The resumed run logs into its own folder; CSVLogger would delete its metrics.csv, so the rows
-        # so far are set aside and merged back when the run ends (they are never lost).
-        logger = _first_logger(config)
-        if logger is not None and "version" in logger.get("init_args", {}):
-            logger.init_args.version = run.name
-        if rank_zero_only.rank == 0:
-            metrics = run / _METRICS
-            if metrics.is_file():
-                os.replace(metrics, run / f"metrics.before-step-{step:09d}.csv")
-            print(
-                f"crevnet fit: resuming run {run} from step {step} ({run / CHECKPOINT_DIR / LAST_CHECKPOINT})"
-            )
-        self._resumed = (run, step)
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Add the atomic CheckpointIO."""
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        plugins = config["trainer"].get("plugins")
-        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
-        if not any(isinstance(p, CheckpointIO) for p in plugins):
-            plugins.append(AtomicCheckpointIO())
-        kwargs["plugins"] = plugins
-        return super().instantiate_trainer(**kwargs)
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        with warnings.catch_warnings():
-            # a resumed run logs into its own folder on purpose (its metrics.csv was set aside)
-            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            super()._run_subcommand(subcommand)
-        if subcommand == "fit" and not self.trainer.interrupted:
-            self._save_final_last()
-            if self.trainer.is_global_zero:
-                self._finish_run()
+        # Every option of every parser built, as a user types it (data.batch_size, not data.init_args...).
+        keys: set[str] = set()
+        for parser in self._parsers:
+            with contextlib.suppress(Exception):  # a parser whose defaults do not resolve adds nothing
+                defaults = parser.get_defaults()  # a jsonargparse Namespace: keys() are the nested ones
+                keys.update(k.replace(".init_args.", ".") for k in defaults.keys())  # noqa: SIM118
+        return sorted(k for k in keys if k not in ("config", "subcommand") and not k.endswith(".class_path"))
 
     def _save_final_last(self) -> None:
         # ModelCheckpoint writes last.ckpt only when it saves (at validation); a run stopped by max_time
         # or max_steps between two validations would otherwise resume from an older step.
         for cb in self.trainer.checkpoint_callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
-                if cb._last_global_step_saved != self.trainer.global_step:
+            if isinstance(cb, RunCheckpoint) and cb.save_last and cb.dirpath:
+                if cb.saved_step != self.trainer.global_step:
                     path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
                     # a full checkpoint (optimizer, loops, callbacks) so that it can be resumed
                     self.trainer.save_checkpoint(path, weights_only=False)
+                    cb.saved_step = self.trainer.global_step
                     if self.trainer.is_global_zero:
                         _point_latest(path.parent)
                 return
@@ -328,9 +379,10 @@ class CrevNetCLI(LightningCLI):
         if not dirs:
             return
         run = dirs[0].parent
-        _merge_metrics(run)
+        merge_metrics(run)
         written = sorted(p for d in dirs for p in d.glob("*.ckpt"))
-        how = f"resumed from step {self._resumed[1]}" if self._resumed else "a new run"
+        resumed = self._resume is not None and self._resume.run is not None
+        how = f"resumed from step {self._resume.step}" if resumed else "a new run"
         lines = [f"crevnet fit: run {run} ({how}) ended at step {self.trainer.global_step}; checkpoints:"]
         lines += [f"  {p}" for p in written]
         target = run.parent if newest_run(run.parent) == run else run
@@ -340,6 +392,17 @@ class CrevNetCLI(LightningCLI):
                 f"  ({target} means its newest run, this one: {run / CHECKPOINT_DIR / LAST_CHECKPOINT})"
             )
         print("\n".join(lines))
+
+
+def _named_configs(argv: list[str]) -> list[str]:
+    # --config NAME (or configs/NAME.yaml without a clone) means the shipped file; a path stays a path.
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + resolve_config(arg.partition("=")[2])
+    return out
 
 
 @contextlib.contextmanager
@@ -382,25 +445,3 @@ def _runs_root(config: Any) -> Path:
     save_dir = logger.init_args.get("save_dir") or root
     name = logger.init_args.get("name")
     return Path(save_dir) / name if name else Path(save_dir)
-
-
-def _merge_metrics(run: Path) -> None:
-    # Put the rows of earlier parts of a resumed run (metrics.before-step-N.csv) before the current ones.
-    parts = sorted(run.glob("metrics.before-step-*.csv"))
-    if not parts:
-        return
-    rows: list[dict[str, str]] = []
-    header: list[str] = []
-    for part in [*parts, run / _METRICS]:
-        if part.is_file():
-            with part.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                header += [k for k in reader.fieldnames or [] if k not in header]
-                rows += list(reader)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=header)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(run / _METRICS, text.getvalue().encode())
-    for part in parts:
-        part.unlink()
