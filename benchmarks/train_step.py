@@ -34,6 +34,9 @@ zero every step takes the step-by-step rollout path). ``samples_per_s = batch / 
 same steps beside it (after an adaptive probe when ``--threads adaptive``), stops it, and adds
 ``busy_samples_per_s`` and ``busy_threads``.
 
+Other benchmarks time the same step by importing this file: :class:`StepBench` (the model, batch and
+step of a config) and :func:`measure` (its timed steps alone, e.g. ``benchmarks/folder_pipeline.py``).
+
 Example::
 
     python benchmarks/train_step.py --config configs/mmnist_crevnet3d.yaml --batch 8 --threads 2 \
@@ -190,6 +193,110 @@ def _fit_settings(path: str) -> dict[str, Any]:
     }
 
 
+class StepBench:
+    """The training step ``crevnet fit --config config`` takes, on one fixed synthetic batch.
+
+    The batch size (``data.batch_size`` unless ``batch``), the thread count (``torch_threads`` unless
+    ``threads``: a count or ``"adaptive"``, probed by timing as ``AdaptiveThreads`` does), the loss
+    weights, the scheduled-sampling probability at ``progress``, the memory-saving mode and bf16 are the
+    config's (``memory_saving`` / ``bf16`` override them). ``size`` is the frame side, or (H, W).
+
+    Raises:
+        ValueError: ``threads`` is neither a positive count nor ``"adaptive"``.
+    """
+
+    def __init__(
+        self,
+        config: str | Path,
+        *,
+        batch: int | None = None,
+        frames: int = 20,
+        size: int | tuple[int, int] = 64,
+        threads: int | str | None = None,
+        progress: float = 0.5,
+        memory_saving: str | None = None,
+        bf16: bool | None = None,
+    ) -> None:
+        fit = _fit_settings(str(config))
+        self.memory_saving = memory_saving or fit["memory_saving"]
+        self.bf16 = bool(fit["bf16"] if bf16 is None else bf16)
+        self.batch = int(batch or fit["batch"] or 8)
+        self.threads_arg = str(threads or fit["threads"] or 2)
+        self.adaptive = self.threads_arg == "adaptive"
+        if not self.adaptive and not self.threads_arg.isdigit():
+            raise ValueError(f"--threads {self.threads_arg}: expected a positive count or 'adaptive'")
+        self.threads = usable_cores() if self.adaptive else int(self.threads_arg)
+        self.sampling_prob = fit["sampling"].probability(progress)
+        self.loss_weights = fit["loss"]
+
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(0)
+        self.config = load_config(str(config))
+        self.model = CrevNet(self.config)
+        height, width = (size, size) if isinstance(size, int) else size
+        channels = self.config.encoder.in_channels
+        self.video = torch.rand(self.batch, frames, channels, height, width)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=5e-4)
+        self.context = min(int(fit["context"]), frames - 1)
+        self.gen = torch.Generator().manual_seed(0)
+        self.warmups: list[float] = []  # the warm-up step of each timed_steps() call
+
+    def step(self) -> float:
+        """One forward + backward + Adam step; its seconds."""
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        pred, target = self.model(
+            self.video,
+            sampling_prob=self.sampling_prob,
+            context=self.context,
+            generator=self.gen,
+            memory_saving=self.memory_saving,
+            bf16=self.bf16,
+        )
+        loss = prediction_loss(pred, target, self.loss_weights)
+        loss.backward()
+        self.opt.step()
+        return time.perf_counter() - t0
+
+    def timed_steps(self, steps: int) -> tuple[list[float], int]:
+        """The adaptive probe as ``AdaptiveThreads`` runs it (when adaptive), one warm-up step, then
+        ``steps`` timed steps at the chosen count: their seconds and the thread count used."""
+        if self.adaptive and self.threads > 1:
+            tuner = ThreadTuner(tuple(range(1, self.threads + 1)), reprobe_seconds=float("inf"))
+            while len(tuner.history) < 1:
+                torch.set_num_threads(tuner.threads)
+                tuner.step_done(self.step())
+            torch.set_num_threads(tuner.chosen)
+        self.warmups.append(self.step())  # warm-up: allocator, oneDNN primitive caches, the compile
+        return [self.step() for _ in range(steps)], torch.get_num_threads()
+
+
+def measure(
+    config: str | Path,
+    *,
+    batch: int | None = None,
+    frames: int = 20,
+    size: int | tuple[int, int] = 64,
+    threads: int | str | None = "adaptive",
+    steps: int = 3,
+) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``config``'s model (see :class:`StepBench`; no FLOP counts,
+    no peaks): ``batch``, ``threads`` (as given), ``threads_used``, ``step_s``, ``step_s_median``,
+    ``samples_per_s`` (batch / median step) and ``warmup_s``."""
+    bench = StepBench(config, batch=batch, frames=frames, size=size, threads=threads)
+    times, used = bench.timed_steps(steps)
+    med = statistics.median(times)
+    return {
+        "batch": bench.batch,
+        "threads": bench.threads_arg if bench.adaptive else bench.threads,
+        "threads_used": used,
+        "step_s": [round(t, 3) for t in times],
+        "step_s_median": round(med, 3),
+        "samples_per_s": round(bench.batch / med, 2),
+        "warmup_s": [round(t, 3) for t in bench.warmups],
+    }
+
+
 @contextmanager
 def compiled(model: CrevNet, what: str) -> Iterator[None]:
     """Inside the block, ``model`` runs its predictor (``"rpm"``) or its whole rollout (``"rollout"``)
@@ -264,64 +371,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compile != "off" and args.conv_backward == "native":
         parser.error("--compile runs PyTorch's own conv backward already; drop --conv-backward native")
-    fit = _fit_settings(args.config)
-    memory_saving = args.memory_saving = args.memory_saving or fit["memory_saving"]
-    bf16 = args.bf16 = bool(fit["bf16"] if args.bf16 is None else args.bf16)
-    args.batch = args.batch or fit["batch"] or 8
-    threads_arg = str(args.threads or fit["threads"] or 2)
-    adaptive = threads_arg == "adaptive"
-    if not adaptive and not threads_arg.isdigit():
-        parser.error(f"--threads {threads_arg}: expected a positive count or 'adaptive'")
-    args.threads = usable_cores() if adaptive else int(threads_arg)
-    sampling_prob = fit["sampling"].probability(args.progress)
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = load_config(args.config)
-    model = CrevNet(cfg)
+    try:
+        bench = StepBench(
+            args.config,
+            batch=args.batch,
+            frames=args.frames,
+            size=args.size,
+            threads=args.threads,
+            progress=args.progress,
+            memory_saving=args.memory_saving,
+            bf16=args.bf16,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    args.memory_saving, args.bf16, args.batch, args.threads = (
+        bench.memory_saving,
+        bench.bf16,
+        bench.batch,
+        bench.threads,
+    )
+    threads_arg, adaptive, sampling_prob = bench.threads_arg, bench.adaptive, bench.sampling_prob
+    model, video, context, step = bench.model, bench.video, bench.context, bench.step
     params = sum(p.numel() for p in model.parameters())
     # FLOPs do not depend on the backward mode: count them in plain mode (FlopCounterMode's module
     # tracker cannot follow the memory-saving autograd.Functions).
     gmac = count_gmac(model, args.frames, args.size)
     peaks = [matmul_peak_gflops()]
     conv_peak = conv_peak_gflops()
-
-    c = cfg.encoder.in_channels
-    video = torch.rand(args.batch, args.frames, c, args.size, args.size)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     sitting = record.start(__file__, argv)
-
-    context = min(int(fit["context"]), args.frames - 1)
-    gen = torch.Generator().manual_seed(0)
-
-    def step() -> float:
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        pred, target = model(
-            video,
-            sampling_prob=sampling_prob,
-            context=context,
-            generator=gen,
-            memory_saving=memory_saving,
-            bf16=bf16,
-        )
-        loss = prediction_loss(pred, target, fit["loss"])
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - t0
-
-    warmups: list[float] = []  # the warm-up step of each timed_steps() call
+    warmups = bench.warmups  # the warm-up step of each timed_steps() call
 
     def timed_steps() -> tuple[list[float], int]:
-        # the adaptive probe as AdaptiveThreads runs it, then the timed steps at the chosen count
-        if adaptive and args.threads > 1:
-            tuner = ThreadTuner(tuple(range(1, args.threads + 1)), reprobe_seconds=float("inf"))
-            while len(tuner.history) < 1:
-                torch.set_num_threads(tuner.threads)
-                tuner.step_done(step())
-            torch.set_num_threads(tuner.chosen)
-        warmups.append(step())  # warm-up: allocator, oneDNN primitive caches, the compile
-        return [step() for _ in range(args.steps)], torch.get_num_threads()
+        return bench.timed_steps(args.steps)
 
     busy: dict[str, Any] = {}
     with (
@@ -381,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples_per_s": round(args.batch / med, 2),
         **busy,
         "sampling_prob": round(sampling_prob, 3),
-        "loss": dataclasses.asdict(fit["loss"]),
+        "loss": dataclasses.asdict(bench.loss_weights),
         "achieved_gflops": round(achieved, 1),
         "achieved_gflops_definition": "6 * gmac_per_sample * batch / step_s_median "
         "(training step = 3x forward FLOPs, 1 MAC = 2 FLOPs)",

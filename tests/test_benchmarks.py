@@ -481,3 +481,52 @@ def test_fit_ratio_prints_both_rates_and_their_ratio(mnist_dir, capsys, monkeypa
     assert row["ratio"] == pytest.approx(row["fit_samples_per_s"] / row["step_samples_per_s"], rel=0.01)
     assert len(row["step_s"]) == 2 and row["minutes"] == 0.08
     assert {"machine", "commit", "load_before", "load_after", "command"} <= set(row)
+
+
+def test_folder_pipeline_prints_loader_and_step_rates_and_hits_the_cache_again(
+    tmp_path, capsys, clip_factory
+):
+    bench = _load("folder_pipeline")
+    root = tmp_path / "clips"
+    for k in range(4):
+        clip_factory.write_clip(root / f"{k}.avi", clip_factory.indexed_frames(16, 24, 32, hue=40 * k))
+    config = tmp_path / "tiny_folder.yaml"
+    config.write_text(clip_factory.TINY_FOLDER_CONFIG)
+    argv = ["--config", str(config), "--root", str(root), "--batches", "3", "--steps", "1"]
+
+    def run(*more: str) -> dict:
+        assert bench.main([*argv, *more]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    for key in (
+        "loader_clips_per_s",
+        "loader_batches_per_s",
+        "step_samples_per_s",
+        "ratio",
+        "cache_build_s",
+        "cache_mb",
+        "cache_bytes",
+        "cache_bytes_per_clip",
+        "clips",
+        "frames",
+        "peak_rss_mb",
+        "machine",
+        "commit",
+        "load_before",
+        "command",
+    ):
+        assert key in first, key
+    assert first["clips"] == 4 and first["frames"] == 64 and first["batch"] == 2 and first["size"] == [16, 16]
+    assert first["ratio"] == pytest.approx(
+        first["loader_clips_per_s"] / first["step_samples_per_s"], rel=0.01
+    )
+    assert first["loader_clips_per_s"] == pytest.approx(2 * first["loader_batches_per_s"], rel=0.01)
+    assert sorted(first["cache_bytes"]) == [f"{k}.avi" for k in range(4)]
+    assert first["cache_bytes_per_clip"] > 16 * 16 * 16 * 3  # 16 frames, scaled to cover 16x16, RGB
+    assert first["cache_mb"] == pytest.approx(sum(first["cache_bytes"].values()) / 1e6, abs=0.01)
+    assert not first["cache_hit"] and second["cache_hit"]
+    assert second["cache_bytes"] == first["cache_bytes"] and second["cache_build_s"] < 1.0
+    assert "fit_samples_per_s" not in first
+    direct = run("--no-cache", "--", "--data.prefetch_batches", "2")
+    assert not direct["cache"] and direct["cache_bytes"] == {} and direct["prefetch_batches"] == 2

@@ -7,7 +7,9 @@ split_by_time`) and served as windows of ``num_frames`` frames
 (:class:`~crevnet.data.video_folder.ClipWindows`), read from a per-clip frame cache
 (:mod:`crevnet.data.cache`, ``cache: true``) decoded once. The split is printed on stderr, stored in
 every checkpoint (this module's ``state_dict``, which ``crevnet evaluate`` reads) and written to
-``split.json`` in the run folder.
+``split.json`` in the run folder. With ``prefetch_batches=N`` (and ``num_workers=0``) the training batches
+are read by a background thread up to N batches ahead of the training step: the same batches in the same
+order (see :class:`~crevnet.data.sampler.ResumableLoader`), off the training thread.
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class VideoFolderDataModule(L.LightningDataModule):
         cache: read windows from a cache of every clip decoded once at the working size and channels
             (:mod:`crevnet.data.cache`); False: decode every window from the clip.
         cache_dir: the cache folder (None: ``<root>/.crevnet_cache``).
+        prefetch_batches: training batches read ahead in a background thread (0: read on the training
+            thread when Lightning asks; ignored when ``num_workers > 0``). The batches are identical
+            either way, and so is a resumed run.
 
     Shape:
         batches: (B, num_frames, channels, H, W) float32 in [0, 1].
@@ -142,6 +147,7 @@ class VideoFolderDataModule(L.LightningDataModule):
         split_by: Literal["file", "time"] = "file",
         cache: bool = True,
         cache_dir: str | None = None,
+        prefetch_batches: int = 0,
     ) -> None:
         super().__init__()
         if num_frames < 2 or frame_stride < 1 or window_stride < 1 or batch_size < 1 or num_workers < 0:
@@ -159,6 +165,8 @@ class VideoFolderDataModule(L.LightningDataModule):
             )
         if split_by not in SPLIT_BY:
             raise ValueError(f"VideoFolderDataModule: split_by must be 'file' or 'time', got {split_by!r}")
+        if prefetch_batches < 0:
+            raise ValueError(f"VideoFolderDataModule: prefetch_batches must be >= 0, got {prefetch_batches}")
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if value is not None and value < 1:
                 raise ValueError(f"VideoFolderDataModule: {name} must be >= 1 or null, got {value}")
@@ -193,6 +201,8 @@ class VideoFolderDataModule(L.LightningDataModule):
         )
         self.test_data: TestSet | None = None
         self._cached: dict[tuple[Path, tuple[int, ...]], Path | None] = {}
+        self.prefetch_batches = prefetch_batches
+        self._train_loaders: list[ResumableLoader] = []  # closed (prefetch threads stopped) at teardown
 
     # -- split --------------------------------------------------------------------------------------
     def _make_split(self) -> None:
@@ -369,6 +379,17 @@ class VideoFolderDataModule(L.LightningDataModule):
             self._cached.update({k: p for (_, k), p in zip(todo, found, strict=True)})
         return [self._cached[(c.path, cache_shape(c, framing))] for c in clips]
 
+    def cache_files(self) -> dict[str, Path | None]:
+        """Every clip's cache file at the training framing, by clip name (built when missing; None: a
+        clip read directly). Empty without the cache (``cache: false``)."""
+        self._make_split()
+        assert self.parts is not None
+        every = list({c.path: c for part in self.parts.values() for c in part}.values())
+        files = self._cache_files(every, self.framing)
+        if files is None:
+            return {}
+        return {self._cache_name(c): f for c, f in zip(every, files, strict=True)}
+
     def _cache_name(self, clip: ClipInfo) -> str:
         try:
             return clip.path.relative_to(self.root).as_posix()
@@ -453,15 +474,32 @@ class VideoFolderDataModule(L.LightningDataModule):
         """Shuffled training windows, ``train_size`` per epoch, resumable mid-epoch."""
         windows = self.windows("train")
         size = len(windows) if self.train_size is None else self.train_size
-        return ResumableLoader(
+        loader = ResumableLoader(
             windows,
             sampler=EpochSampler(size),
             position=self._position,
+            prefetch=self.prefetch_batches,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
         )
+        self._train_loaders.append(loader)
+        return loader
+
+    def _close_train_loaders(self) -> None:
+        while self._train_loaders:
+            self._train_loaders.pop().close()
+
+    def teardown(self, stage: str) -> None:
+        """Stop the training loaders' prefetch threads (end of ``fit``)."""
+        if stage == "fit":
+            self._close_train_loaders()
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Stop the prefetch threads when ``fit`` fails or is interrupted."""
+        del exception
+        self._close_train_loaders()
 
     def _eval_loader(self, dataset: Dataset) -> Any:
         return DataLoader(

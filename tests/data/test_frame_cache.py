@@ -220,3 +220,41 @@ def test_a_clip_that_ends_early_is_one_error(clip) -> None:
     longer = dataclasses.replace(clip, frames=clip.frames + 2)
     with pytest.raises(DataError, match=r"a\.avi: frame 20 could not be decoded"):
         list(iter_frames(longer, 8))
+
+
+def test_the_data_module_prefetches_the_same_training_batches_bit_for_bit(
+    tmp_path: Path, clip_factory
+) -> None:
+    import threading
+
+    import torch
+
+    root = tmp_path / "clips"
+    for k in range(4):
+        clip_factory.write_clip(root / f"{k}.avi", clip_factory.indexed_frames(16, 24, 32, hue=40 * k))
+
+    def make(**kwargs) -> VideoFolderDataModule:
+        dm = VideoFolderDataModule(
+            str(root), num_frames=4, size=(16, 16), resize="random_crop", batch_size=3, **kwargs
+        )
+        dm.setup("fit")
+        return dm
+
+    plain, ahead = make(), make(prefetch_batches=2)
+    assert set(plain.cache_files()) == {f"{k}.avi" for k in range(4)}
+    assert all(p is not None and p.is_file() for p in plain.cache_files().values())
+    assert make(cache=False).cache_files() == {}
+    loaders = plain.train_dataloader(), ahead.train_dataloader()
+    for epoch in (0, 1):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        expected, got = (list(loader) for loader in loaders)
+        assert len(expected) == len(got) > 2
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    live = iter(loaders[1])
+    next(live)
+    ahead.teardown("fit")  # end of fit: the prefetch thread is stopped
+    assert not live.alive
+    assert not [t for t in threading.enumerate() if t.name == "crevnet-prefetch"]
+    with pytest.raises(ValueError, match="prefetch_batches"):
+        make(prefetch_batches=-1)
