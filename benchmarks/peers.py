@@ -597,21 +597,21 @@ def run_one(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
     load_after = record.load_1min()
     test = load_test_set("surrogate", args.data_dir, args.num)
     metrics = evaluate_model(model, test, context, frames - context, args.eval_batch, "cpu", progress=False)
-    ours, zeros = metrics["model"], metrics["baselines"]["zeros"]
+    ours, zeros = metrics.model, metrics.baselines["zeros"]
     samples = row["steps"] * spec["batch"]
     seconds = row["train_seconds"]
     return {
         **row,
         "samples_seen": samples,
         "samples_per_s": round(samples / seconds, 2) if seconds > 0 else None,
-        "mse": round(ours["mse"], 3),
-        "x_zeros": round(ours["mse"] / zeros["mse"], 4),
-        "ssim": round(ours["ssim"], 4),
-        "zeros_mse": round(zeros["mse"], 3),
-        "zeros_ssim": round(zeros["ssim"], 4),
-        "copy_last_mse": round(metrics["baselines"]["copy_last"]["mse"], 3),
-        "num_sequences": metrics["num_sequences"],
-        "horizon": metrics["horizon"],
+        "mse": round(ours.mse, 3),
+        "x_zeros": round(ours.mse / zeros.mse, 4),
+        "ssim": round(ours.ssim, 4),
+        "zeros_mse": round(zeros.mse, 3),
+        "zeros_ssim": round(zeros.ssim, 4),
+        "copy_last_mse": round(metrics.baselines["copy_last"].mse, 3),
+        "num_sequences": metrics.num_sequences,
+        "horizon": metrics.horizon,
         "load_after_training": load_after,
     }
 
