@@ -98,7 +98,10 @@ def _produce(source: Iterator[Any], out: queue.Queue, stop: threading.Event) -> 
 class PrefetchIterator(Iterator[Any]):
     """Iterate ``source`` in a background thread, up to ``depth`` items ahead of the consumer.
 
-    The items and their order are those of ``source`` (one thread consumes it). An exception raised
+    The items and their order are those of ``source`` (one thread consumes it). The thread starts at
+    the first ``next``, not before, so ``source`` is first read when its first item is asked for, as
+    without prefetching (Lightning restores a loader's resume point between ``iter`` and the first
+    ``next``). An exception raised
     by ``source`` is raised by ``next`` (after the items before it). :meth:`close` (also called when
     the iteration ends, fails, or the iterator is garbage-collected) stops the thread; it never hangs
     on a full queue.
@@ -117,7 +120,6 @@ class PrefetchIterator(Iterator[Any]):
         self._thread = threading.Thread(
             target=_produce, args=(source, self._queue, self._stop), name="crevnet-prefetch", daemon=True
         )
-        self._thread.start()
         self._finalizer = weakref.finalize(self, _stop_thread, self._stop, self._queue, self._thread)
 
     def __iter__(self) -> PrefetchIterator:
@@ -126,6 +128,8 @@ class PrefetchIterator(Iterator[Any]):
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
+        if self._thread.ident is None:  # the first item asked for: start reading ahead now
+            self._thread.start()
         kind, value = self._queue.get()
         if kind == "item":
             return value
@@ -154,7 +158,7 @@ def _stop_thread(
             items.get_nowait()
         except queue.Empty:
             break
-    if thread is not threading.current_thread():
+    if thread.ident is not None and thread is not threading.current_thread():  # started
         thread.join(timeout)
 
 

@@ -75,6 +75,26 @@ def test_prefetch_yields_the_loaders_batches_bit_for_bit_and_stops_its_thread():
     assert all(torch.equal(a, b[0]) for a, b in zip(plain[3:], loader, strict=True))
 
 
+def test_prefetch_reads_nothing_before_the_first_batch_is_asked_for():
+    # Lightning makes the iterator, then restores the resume point, then asks for batches: a thread
+    # that started reading at iter() would have drawn the indices of the epoch's start.
+    data = TensorDataset(torch.rand(40, 3, 5))
+    plain = [
+        b[0] for b in ResumableLoader(data, batch_size=4, sampler=EpochSampler(40), position=lambda: (0, 0))
+    ]
+    sampler = EpochSampler(40)
+    sampler.set_epoch(0)
+    loader = ResumableLoader(data, batch_size=4, sampler=sampler, position=lambda: (0, 0), prefetch=2)
+    it = iter(loader)
+    assert not it.alive and not _prefetch_threads()  # nothing started yet
+    loader.load_state_dict({"epoch": 0, "samples": 12})
+    assert all(torch.equal(a, b[0]) for a, b in zip(plain[3:], it, strict=True))
+    it.close()
+    never = iter(loader)
+    never.close()  # closing an iterator that never started does not fail or wait
+    assert not never.alive
+
+
 def _counting_loader(size: int, **kwargs) -> ResumableLoader:
     return ResumableLoader(
         TensorDataset(torch.arange(size)), sampler=EpochSampler(size), position=lambda: (0, 0), **kwargs
