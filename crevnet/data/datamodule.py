@@ -105,7 +105,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
             raise ValueError(f"MovingMNISTDataModule: prefetch_batches must be >= 0, got {prefetch_batches}")
         if not 0 < val_digits < 60000:
             raise ValueError(f"MovingMNISTDataModule: val_digits must be in 1..59999, got {val_digits}")
-        self.save_hyperparameters(ignore=["generator"])
+        self.save_hyperparameters(ignore=["generator"], logger=False)  # CrevNetModule logs them under data
         self.data_dir = data_dir
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -170,7 +170,7 @@ class VideoFolderDataModule(L.LightningDataModule):
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if value is not None and value < 1:
                 raise ValueError(f"VideoFolderDataModule: {name} must be >= 1 or null, got {value}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # CrevNetModule logs them under data
         self.root = Path(root)
         self.framing = Framing(tuple(int(v) for v in size), resize, channels)  # type: ignore[arg-type]
         self.eval_framing = Framing(

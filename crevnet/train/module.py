@@ -137,6 +137,7 @@ class CrevNetModule(L.LightningModule):
             self._load_initial_weights(str(init_from))
         self._freeze(freeze or [])
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
+        self._data_hparams_logged = False  # the data module's hyperparameters go to the loggers once
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
 
@@ -211,8 +212,11 @@ class CrevNetModule(L.LightningModule):
             return None
         for callback in trainer.callbacks:
             if isinstance(callback, Timer):  # Lightning adds one for trainer.max_time
-                duration = callback._duration  # seconds; Timer has no public accessor
-                return float(duration) if duration else None
+                remaining = callback.time_remaining("train")  # None without a duration
+                if remaining is None:
+                    return None
+                # elapsed + remaining is the duration, up to the microseconds between the two reads
+                return round(callback.time_elapsed("train") + remaining, 3) or None
         return None
 
     def progress(self, step: int | None = None) -> float:
@@ -232,12 +236,14 @@ class CrevNetModule(L.LightningModule):
         """Have the datamodule's hyperparameters logged under ``data``, beside this module's.
 
         Lightning merges the two sets into one and refuses a key both have with different values; a
-        datamodule's ``seed`` (the clips) and this module's (the scheduled sampling) are such a key.
+        datamodule's ``seed`` (the clips) and this module's (the scheduled sampling) are such a key. So
+        the data modules save theirs with ``save_hyperparameters(logger=False)`` (Lightning skips the
+        merge) and they are logged here, once per fit.
         """
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        if datamodule is None or not getattr(datamodule, "_log_hyperparams", False):
+        if datamodule is None or self._data_hparams_logged:
             return
-        datamodule._log_hyperparams = False  # Lightning's merge is skipped; it logs ours alone
+        self._data_hparams_logged = True
         # without LightningCLI's internal keys (_class_path, _instantiator)
         data = {k: v for k, v in datamodule.hparams_initial.items() if not k.startswith("_")}
         for logger in self.trainer.loggers:
