@@ -14,6 +14,14 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _library_notes_on_stderr() -> None:
+    """The library logs its notes (logger ``crevnet``); commands show them on stderr, so do the tests."""
+    from crevnet.commands.common import log_to_stderr
+
+    log_to_stderr()
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     """Directory of the four genuine MNIST files (skips the test when it is absent)."""

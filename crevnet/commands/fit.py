@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from crevnet.commands.common import log_to_stderr
 from crevnet.errors import ConfigError
 from crevnet.train.cli import CrevNetCLI
 
@@ -28,6 +29,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str]) -> int:
     """Run ``crevnet fit|validate|test ARGS`` (``argv`` starts with the subcommand); returns 0."""
     argv = list(argv)
+    log_to_stderr()  # the library's notes (video folders, the frame cache, init_from) on stderr
     try:
         CrevNetCLI(args=argv, run=True)
     except MisconfigurationException as err:

@@ -35,9 +35,9 @@ there but damaged anyway (truncated by a full disk or a copy, wrong shape or siz
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,16 +60,14 @@ __all__ = [
     "open_cached",
 ]
 
+_log = logging.getLogger(__name__)
+
 CACHE_VERSION = 1
 """Version of the cache files' layout and framing; a file of another version is rebuilt."""
 CACHE_DIR_NAME = ".crevnet_cache"
 """The default cache folder inside a clip folder (hidden: scanning a folder for clips skips it)."""
 _EDGE = 1 << 20  # bytes hashed at each end of a video file
 _CHUNK_BYTES = 64 << 20  # full-size frames decoded at once while caching
-
-
-def _note(message: str) -> None:
-    print(f"crevnet: {message}", file=sys.stderr)
 
 
 def content_key(path: str | os.PathLike[str]) -> str:
@@ -152,9 +150,9 @@ class FrameCache:
         note: prints one line on stderr (what is cached, how long it took, a cache it cannot write).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], note: Callable[[str], None] = _note) -> None:
+    def __init__(self, folder: str | os.PathLike[str], note: Callable[[str], None] | None = None) -> None:
         self.folder = Path(folder)
-        self.note = note
+        self.note = note or _log.info  # notes on what is cached (a command shows them on stderr)
 
     def path(self, clip: ClipInfo, name: str, framing: Framing, key: str | None = None) -> Path:
         """The cache file of ``clip`` (called ``name``, its path in the folder) at ``framing``."""

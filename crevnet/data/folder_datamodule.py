@@ -15,6 +15,7 @@ order (see :class:`~crevnet.data.sampler.ResumableLoader`), off the training thr
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +39,14 @@ from crevnet.data.video_folder import (
     split_by_file,
     split_by_time,
     spread,
-    stderr_note,
     windows_test_set,
 )
 from crevnet.errors import DataError
 from crevnet.io.atomic import atomic_write_bytes
 
 __all__ = ["VideoFolderDataModule"]
+
+_log = logging.getLogger(__name__)
 
 
 def _load_split_folders(
@@ -259,9 +261,9 @@ class VideoFolderDataModule(L.LightningDataModule):
         self.parts = parts
         self.split = names
         listing = _listing(names) if self.cuts is None else _cut_listing(self.cuts)
-        stderr_note(f"video folder {self.root}: {summary} ({how}): {listing}")
+        _log.info(f"video folder {self.root}: {summary} ({how}): {listing}")
         for note in notes:
-            stderr_note(f"note: {note}")
+            _log.info(f"note: {note}")
         self._write_split_file()
 
     def _write_split_file(self) -> None:
@@ -298,7 +300,7 @@ class VideoFolderDataModule(L.LightningDataModule):
         saved_by = state.get("split_by", "file")
         this_by = "time" if self.cuts is not None else "file"
         if saved_by != this_by:
-            stderr_note(
+            _log.info(
                 f"note: {self.root}: the checkpoint was split by {saved_by}, this run by {this_by} "
                 f"(--data.split_by {saved_by} splits as it did); this run uses the new split"
             )
@@ -325,7 +327,7 @@ class VideoFolderDataModule(L.LightningDataModule):
             if trained
             else ""
         )
-        stderr_note(
+        _log.info(
             f"note: {self.root}: the clips split differently from the checkpoint's recorded split: {why}; "
             f"this run uses the new split{leak}"
         )
@@ -355,7 +357,7 @@ class VideoFolderDataModule(L.LightningDataModule):
             if leak
             else ""
         )
-        stderr_note(
+        _log.info(
             f"note: {self.root}: the clips split differently from the checkpoint's recorded split by time: "
             f"{why}; this run uses the new split{tail}"
         )

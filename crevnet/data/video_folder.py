@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ __all__ = [
     "split_by_file",
     "split_by_time",
     "spread",
-    "stderr_note",
     "time_parts",
     "windows_test_set",
 ]
@@ -75,11 +73,6 @@ FOLDER_BASELINES: tuple[str, ...] = (*STANDARD_BASELINES, "mean_context")
 scored against: the standard ones and the mean of the context (a strong one there)."""
 _CROP_STREAM = 3  # sequence_rng stream of the random crops (1, 2: Moving MNIST train / val)
 _log = logging.getLogger(__name__)
-
-
-def stderr_note(message: str) -> None:
-    """Print ``crevnet: message`` on stderr (warnings and notes about a folder of clips)."""
-    print(f"crevnet: {message}", file=sys.stderr)
 
 
 def clip_step(clip: ClipInfo, frame_stride: int, fps: float | None) -> int:
@@ -234,7 +227,7 @@ def load_folder_clips(
     frame_stride: int = 1,
     fps: float | None = None,
     index_file: str | os.PathLike[str] | None = None,
-    warn: Callable[[str], None] = stderr_note,
+    warn: Callable[[str], None] = _log.warning,
 ) -> FolderClips:
     """Scan ``root`` and keep the clips that hold at least one window.
 

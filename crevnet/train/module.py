@@ -10,8 +10,8 @@ checkpoint belongs to the same model.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -30,6 +30,8 @@ from crevnet.train.loss import LossWeights, prediction_loss
 from crevnet.train.schedule import LRSchedule, SamplingCurriculum
 
 __all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
+
+_log = logging.getLogger(__name__)
 
 
 class CrevNetModule(L.LightningModule):
@@ -156,10 +158,12 @@ class CrevNetModule(L.LightningModule):
             else:
                 self.net.encoder.load_state_dict(loaded.model.encoder.state_dict(), strict=True)
                 theirs, mine = loaded.config.predictor.layers, self.net.config.predictor.layers
-                print(
-                    f"crevnet: --model.init_from {source}: its {theirs} RPM layers loaded, "
-                    f"{mine - theirs} more added on top with nearly closed gates",
-                    file=sys.stderr,
+                _log.info(
+                    "--model.init_from %s: its %d RPM layers loaded, %d more added on top with nearly "
+                    "closed gates",
+                    source,
+                    theirs,
+                    mine - theirs,
                 )
                 return
         if diffs:
