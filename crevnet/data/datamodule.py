@@ -30,7 +30,7 @@ from crevnet.data.dataset import MovingMNIST
 from crevnet.data.fashion_mnist import ImageSetName, image_set
 from crevnet.data.generator import MovingMNISTGenerator, StandardGenerator
 from crevnet.data.mnist import ensure_mnist, load_mnist
-from crevnet.data.sampler import EpochSampler, ResumableLoader
+from crevnet.data.sampler import EpochSampler, ResumableLoader, TrainLoaders
 from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
 
 __all__ = ["TRAIN_STREAM", "VAL_STREAM", "MovingMNISTDataModule"]
@@ -39,7 +39,7 @@ TRAIN_STREAM = 1
 VAL_STREAM = 2
 
 
-class MovingMNISTDataModule(L.LightningDataModule):
+class MovingMNISTDataModule(TrainLoaders, L.LightningDataModule):
     """Moving MNIST train / val / test data (see the module docstring for the splits).
 
     Args:
@@ -124,7 +124,6 @@ class MovingMNISTDataModule(L.LightningDataModule):
         self.images = images
         self.image_set = image_set(images)
         self.prefetch_batches = prefetch_batches
-        self._train_loaders: list[ResumableLoader] = []  # closed (prefetch threads stopped) at teardown
         self.train_dataset: MovingMNIST | None = None
         self.val_dataset: MovingMNIST | None = None
         self.test_data: TestSet | None = None
@@ -212,22 +211,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
             prefetch=self.prefetch_batches,
             **self._loader_kwargs(),
         )
-        self._train_loaders.append(loader)
-        return loader
-
-    def _close_train_loaders(self) -> None:
-        while self._train_loaders:
-            self._train_loaders.pop().close()
-
-    def teardown(self, stage: str) -> None:
-        """Stop the training loaders' prefetch threads (end of ``fit``)."""
-        if stage == "fit":
-            self._close_train_loaders()
-
-    def on_exception(self, exception: BaseException) -> None:
-        """Stop the prefetch threads when ``fit`` fails or is interrupted."""
-        del exception
-        self._close_train_loaders()
+        return self.track(loader)
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation sequences, in order."""

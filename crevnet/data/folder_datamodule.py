@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from crevnet.data.cache import CACHE_DIR_NAME, FrameCache, cache_shape
 from crevnet.data.clips import ClipInfo
 from crevnet.data.framing import Framing, ResizeMode
-from crevnet.data.sampler import EpochSampler, ResumableLoader
+from crevnet.data.sampler import EpochSampler, ResumableLoader, TrainLoaders
 from crevnet.data.testset import TestSet
 from crevnet.data.video_folder import (
     SPLIT_BY,
@@ -85,7 +85,7 @@ def _has_split_folders(root: Path) -> bool:
     return all((root / key).is_dir() for key in SPLITS)
 
 
-class VideoFolderDataModule(L.LightningDataModule):
+class VideoFolderDataModule(TrainLoaders, L.LightningDataModule):
     """Train / val / test windows from a folder of your own clips (see the module docstring).
 
     In a config: ``data: {class_path: crevnet.data.VideoFolderDataModule, init_args: {root: DIR}}``
@@ -204,7 +204,6 @@ class VideoFolderDataModule(L.LightningDataModule):
         self.test_data: TestSet | None = None
         self._cached: dict[tuple[Path, tuple[int, ...]], Path | None] = {}
         self.prefetch_batches = prefetch_batches
-        self._train_loaders: list[ResumableLoader] = []  # closed (prefetch threads stopped) at teardown
 
     # -- split --------------------------------------------------------------------------------------
     def _make_split(self) -> None:
@@ -486,22 +485,7 @@ class VideoFolderDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
         )
-        self._train_loaders.append(loader)
-        return loader
-
-    def _close_train_loaders(self) -> None:
-        while self._train_loaders:
-            self._train_loaders.pop().close()
-
-    def teardown(self, stage: str) -> None:
-        """Stop the training loaders' prefetch threads (end of ``fit``)."""
-        if stage == "fit":
-            self._close_train_loaders()
-
-    def on_exception(self, exception: BaseException) -> None:
-        """Stop the prefetch threads when ``fit`` fails or is interrupted."""
-        del exception
-        self._close_train_loaders()
+        return self.track(loader)
 
     def _eval_loader(self, dataset: Dataset) -> Any:
         return DataLoader(

@@ -25,7 +25,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["EpochSampler", "PrefetchIterator", "ResumableLoader"]
+__all__ = ["EpochSampler", "PrefetchIterator", "ResumableLoader", "TrainLoaders"]
 
 
 class EpochSampler(Sampler[int]):
@@ -216,3 +216,33 @@ class ResumableLoader(DataLoader):
             )
             return
         self.sampler.resume(int(state["epoch"]), int(state["samples"]))
+
+
+class TrainLoaders:
+    """Mixin for a data module whose training loaders may run prefetch threads: they stop with ``fit``.
+
+    A data module lists it before ``LightningDataModule`` and passes every training loader it makes
+    through :meth:`track`; Lightning's ``teardown("fit")`` and ``on_exception`` hooks (the end of fit,
+    or its failure) then close them, so no prefetch thread outlives the run.
+    """
+
+    def track(self, loader: ResumableLoader) -> ResumableLoader:
+        """Remember ``loader`` for closing at the end of fit; returns it."""
+        self.__dict__.setdefault("_train_loaders", []).append(loader)
+        return loader
+
+    def close_train_loaders(self) -> None:
+        """Stop the prefetch threads of every tracked training loader."""
+        loaders = self.__dict__.get("_train_loaders", [])
+        while loaders:
+            loaders.pop().close()
+
+    def teardown(self, stage: str) -> None:
+        """Stop the training loaders' prefetch threads (end of ``fit``)."""
+        if stage == "fit":
+            self.close_train_loaders()
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Stop the prefetch threads when ``fit`` fails or is interrupted."""
+        del exception
+        self.close_train_loaders()

@@ -33,6 +33,10 @@ __all__ = ["CrevNetModule", "config_diff", "config_to_dict"]
 
 _log = logging.getLogger(__name__)
 
+LOSSY_ROUND_TRIP = 1e-3
+"""A bijective encoder's round-trip error (on [0, 1] frames) above which validation warns: a quarter of
+one 8-bit grey level."""
+
 
 class CrevNetModule(L.LightningModule):
     """Train, validate and test a :class:`~crevnet.nn.CrevNet` on videos (B, T, C, H, W) in [0, 1].
@@ -140,6 +144,7 @@ class CrevNetModule(L.LightningModule):
         self._freeze(freeze or [])
         self._elapsed_before = 0.0  # training seconds of earlier runs (restored from checkpoints)
         self._data_hparams_logged = False  # the data module's hyperparameters go to the loggers once
+        self._warned_lossy = False  # the inverse's drift is reported once
         self._fit_started: float | None = None
         self._frame_size: list[int] | None = None  # (H, W) of the training clips, stored in checkpoints
 
@@ -326,6 +331,25 @@ class CrevNetModule(L.LightningModule):
             back = self.net.reconstruct(x)
         return (back - x).abs().max()
 
+    def check_round_trip(self, video: torch.Tensor) -> torch.Tensor:
+        """:meth:`reconstruction_error`, with a warning (once per module) when a bijective encoder's
+        float round trip has drifted past :data:`LOSSY_ROUND_TRIP`: a trained scale form (affine, irn)
+        can amplify rounding through a deep stack, and the decoder would then no longer be exact."""
+        error = self.reconstruction_error(video)
+        if self.net.bijective and not self._warned_lossy and float(error) > LOSSY_ROUND_TRIP:
+            self._warned_lossy = True
+            enc = self.net.config.encoder
+            _log.warning(
+                "the encoder's inverse is off by %.3g (max |x - D(E(x))|, more than %g) with coupling %r, "
+                "clamp %g: the decoder is no longer exact in this precision; lower encoder.clamp, use a "
+                "volume-preserving coupling (irevnet, additive, revnet) or train in float64",
+                float(error),
+                LOSSY_ROUND_TRIP,
+                enc.coupling,
+                enc.clamp,
+            )
+        return error
+
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Teacher-forced loss, free-running MSE/SSIM, and on the first batch the reconstruction error."""
         b = batch.shape[0]
@@ -334,7 +358,7 @@ class CrevNetModule(L.LightningModule):
         pred, target = self.predict_future(batch)
         self.log("val/mse", frame_mse(pred, target).mean(), prog_bar=True, batch_size=b, sync_dist=True)
         if batch_idx == 0:
-            self.log("val/recon_max_abs", self.reconstruction_error(batch), batch_size=b, sync_dist=True)
+            self.log("val/recon_max_abs", self.check_round_trip(batch), batch_size=b, sync_dist=True)
 
     def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Free-running MSE and SSIM under ``test/<set name>/``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 import torch
@@ -54,6 +55,19 @@ def test_reconstruction_error_is_float_rounding() -> None:
     module = _module()
     err = module.reconstruction_error(torch.rand(2, 4, 1, 16, 16))
     assert 0.0 <= err.item() < 1e-5
+
+
+def test_a_drifting_inverse_is_warned_once_with_the_measured_error(caplog, monkeypatch) -> None:
+    module = _module()
+    video = torch.rand(2, 4, 1, 16, 16)
+    with caplog.at_level(logging.WARNING, logger="crevnet"):
+        module.check_round_trip(video)  # exact: nothing to say
+        assert caplog.text == ""
+        monkeypatch.setattr(module.net, "reconstruct", lambda x: x + 0.02)  # as a saturated scale would
+        assert abs(module.check_round_trip(video).item() - 0.02) < 1e-6
+        module.check_round_trip(video)
+    assert caplog.text.count("the encoder's inverse is off by 0.02") == 1
+    assert "lower encoder.clamp" in caplog.text and "coupling 'irevnet'" in caplog.text
 
 
 def test_hyperparameters_are_plain_and_load_weights_only() -> None:
