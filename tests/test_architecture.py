@@ -213,7 +213,10 @@ def _with(extra: dict[str, str]) -> list[str]:
 )
 def test_a_bad_import_is_caught(module: str, source: str, why: str) -> None:
     found = _with({module: source})
-    assert len(found) == 1 and found[0].startswith(f"{module} -> ") and why in found[0], found
+    rules = [line for line in found if not line.startswith("cycle: ")]
+    assert len(rules) == 1 and rules[0].startswith(f"{module} -> ") and why in rules[0], found
+    # an edge back up may also close a cycle (every command module imports the shared one): that is all
+    assert all(module in line for line in found if line.startswith("cycle: ")), found
 
 
 def test_allowed_imports_pass() -> None:
