@@ -130,12 +130,17 @@ def run_step(config: Path, frames: int, steps: int, root: Path) -> dict[str, Any
     return json.loads(lines[-1])
 
 
+def split_passthrough(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the ones after ``--`` that go to ``crevnet fit``)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--" not in args:
+        return args, []
+    cut = args.index("--")
+    return args[:cut], args[cut + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else list(argv)
-    fit_args: list[str] = []
-    if "--" in args_in:
-        cut = args_in.index("--")
-        args_in, fit_args = args_in[:cut], args_in[cut + 1 :]
+    args_in, fit_args = split_passthrough(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a crevnet fit config (YAML)")
     parser.add_argument("--minutes", type=float, default=3.0, help="wall time of the fit (max_time)")

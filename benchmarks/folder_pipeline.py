@@ -100,11 +100,7 @@ def time_loader(loader: Any, batches: int, warmup: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else list(argv)
-    extra: list[str] = []
-    if "--" in args_in:
-        cut = args_in.index("--")
-        args_in, extra = args_in[:cut], args_in[cut + 1 :]
+    args_in, extra = fit_ratio.split_passthrough(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="a crevnet fit config (YAML)")
     parser.add_argument("--root", required=True, help="the folder of clips (data.root)")
