@@ -9,9 +9,12 @@ Runs, one after the other in fresh processes on the same machine:
    (``train_seconds`` is the module's fit clock: validation, checkpoints, sample pictures, data and
    Lightning's own per-step work all included).
 2. ``benchmarks/train_step.py --config CONFIG --threads adaptive --frames <data.num_frames>``: the step
-   alone (forward + backward + Adam on one fixed batch). ``step_samples_per_s`` is its median-based figure;
-   ``step_samples_per_s_mean`` uses the mean of its timed steps (a fit pays for every slow step, the
-   median ignores them; on a machine with a neighbour the two differ).
+   alone (forward + backward + Adam on one fixed batch), run once before the fit and once after it: a
+   shared VM's speed drifts by tens of percent within minutes (the same step measured 0.21 s and 0.34 s
+   ten minutes apart on an idle 2-core AMD EPYC), so the fit is compared with both. ``step_samples_per_s``
+   is the mean of the two runs' median-based figures (``step_before``/``step_after`` keep each);
+   ``step_samples_per_s_mean`` uses the mean of all their timed steps (a fit pays for every slow step,
+   the median ignores them; on a machine with a neighbour the two differ).
 
 and prints ONE JSON row (through ``benchmarks/record.py``: machine, commit, load, command) with both
 rates and ``ratio = fit_samples_per_s / step_samples_per_s`` (``ratio_vs_mean`` against the mean).
@@ -157,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         loop = root / config_path.name
         loop.write_text(yaml.safe_dump(loop_config(config), sort_keys=False))
+        before = run_step(config_path, frames, args.step_steps, root)
         fit = run_fit(loop, args.minutes * 60.0, root, fit_args)
-        step = run_step(config_path, frames, args.step_steps, root)
+        after = run_step(config_path, frames, args.step_steps, root)
     fit_rate = fit["steps"] * fit["batch"] / fit["seconds"]
-    step_rate = float(step["samples_per_s"])
-    step_mean = step["batch"] / statistics.mean(step["step_s"])
+    step_rate = (float(before["samples_per_s"]) + float(after["samples_per_s"])) / 2.0
+    step_mean = before["batch"] / statistics.mean(before["step_s"] + after["step_s"])
     row = {
         "config": args.config,
         "minutes": args.minutes,
@@ -170,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         "fit_batch": fit["batch"],
         "fit_seconds": round(fit["seconds"], 2),
         "fit_samples_per_s": round(fit_rate, 2),
-        "step_batch": step["batch"],
-        "step_threads_used": step["threads_used"],
-        "step_s": step["step_s"],
-        "step_samples_per_s": step_rate,
+        "step_batch": before["batch"],
+        "step_threads_used": [before["threads_used"], after["threads_used"]],
+        "step_s": before["step_s"] + after["step_s"],
+        "step_before": before["samples_per_s"],
+        "step_after": after["samples_per_s"],
+        "step_samples_per_s": round(step_rate, 2),
         "step_samples_per_s_mean": round(step_mean, 2),
         "ratio": round(fit_rate / step_rate, 3),
         "ratio_vs_mean": round(fit_rate / step_mean, 3),

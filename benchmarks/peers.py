@@ -94,6 +94,36 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def apply_sets(config: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """``config`` with each ``KEY.PATH=VALUE`` of ``--set`` applied (VALUE read as YAML)."""
+    out = yaml.safe_load(yaml.safe_dump(config)) or {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. model.net.encoder.coupling=affine")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is not a mapping in the config")
+            node = child
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def derived_config(path: Path, sets: list[str], folder: Path) -> Path:
+    """The config at ``path`` with ``sets`` applied, written as FOLDER/STEM+KEY=VALUE....yaml."""
+    config = apply_sets(read_config(path), sets)
+    name = Path(path).stem + "".join(f"+{s.partition('=')[0].split('.')[-1]}={s.partition('=')[2]}" for s in sets)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.yaml"
+    target.write_text(f"# {path} with --set {' '.join(sets)}\n" + yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 def clip_lengths(config: dict[str, Any]) -> tuple[int, int]:
     """(context, frames) of the config's training clips."""
     model = config.get("model") or {}
@@ -654,6 +684,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--convlstm-patch", type=int, default=CONVLSTM["patch"])
     p.add_argument("--convlstm-filter", type=int, default=CONVLSTM["filter"])
     p.add_argument("--sampling-stop", type=float, default=0.4, help="convlstm: eta is 0 from this progress")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="crevnet: change one config key for these runs (repeatable), e.g. "
+                   "model.net.encoder.coupling=affine; the derived config is written to --runs-dir")  # fmt: skip
     p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -669,11 +702,33 @@ def _child_argv(argv: list[str], sized: dict[str, Any], spec: dict[str, Any]) ->
     return [sys.executable, str(Path(__file__).resolve()), *argv, *fixed, "--run-one", json.dumps(spec)]
 
 
+def _without_sets(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--set``/``--config`` options (both spellings), for the derived config."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--set", "--config"):
+            skip = True
+        elif not a.startswith(("--set=", "--config=")):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parser().parse_args(argv)
     if args.model != "crevnet" and args.peers is None:
         parser().error(f"--model {args.model} needs --peers FOLDER (OpenSTL, fetched outside the repository)")
+    if args.set:
+        if args.model != "crevnet":
+            parser().error("--set changes a crevnet config; the peers are sized by their own flags")
+        try:
+            derived = derived_config(args.config, args.set, Path(args.runs_dir))
+        except (ValueError, OSError) as err:
+            parser().error(str(err))
+        argv = _without_sets(argv) + ["--config", str(derived)]
+        args.config, args.set = derived, []
     if args.run_one:
         spec = json.loads(args.run_one)
         print(json.dumps(run_one(args, spec)), flush=True)

@@ -65,6 +65,6 @@ def test_every_baseline_the_test_set_was_scored_against_gets_a_verdict() -> None
     assert "1.111× mean of context" in text  # the model's MSE over the third baseline's
 
 
-def test_verdict_reads_a_metrics_json_dict_as_the_typed_result() -> None:
+def test_a_saved_metrics_json_read_back_gives_the_same_verdict() -> None:
     results = _results(_metrics(130.0, 461.0, 15.0, 0.19, 0.25))
-    assert verdict(results.to_json()) == verdict(results)
+    assert verdict(EvaluationResult.from_json(results.to_json())) == verdict(results)

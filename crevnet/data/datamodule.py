@@ -30,7 +30,7 @@ from crevnet.data.dataset import MovingMNIST
 from crevnet.data.fashion_mnist import ImageSetName, image_set
 from crevnet.data.generator import MovingMNISTGenerator, StandardGenerator
 from crevnet.data.mnist import ensure_mnist, load_mnist
-from crevnet.data.sampler import EpochSampler, ResumableLoader, TrainLoaders
+from crevnet.data.sampler import EpochSampler, RawItems, ResumableLoader, TrainLoaders, stack_raw, unit_float
 from crevnet.data.testset import SURROGATE_SEED, TestSet, load_test_set
 
 __all__ = ["TRAIN_STREAM", "VAL_STREAM", "MovingMNISTDataModule"]
@@ -205,10 +205,12 @@ class MovingMNISTDataModule(TrainLoaders, L.LightningDataModule):
             self.setup("fit")
         sampler = EpochSampler(self.train_size, fixed=self.fixed_train)
         loader = ResumableLoader(
-            self.train_dataset,
+            RawItems(self.train_dataset),  # uint8 off the training thread, float32 on it
             sampler=sampler,
             position=self._train_position,
             prefetch=self.prefetch_batches,
+            collate_fn=stack_raw,
+            finish=unit_float,
             **self._loader_kwargs(),
         )
         return self.track(loader)

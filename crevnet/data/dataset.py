@@ -78,6 +78,10 @@ class MovingMNIST(Dataset[torch.Tensor]):
         """Sequence ``index`` as uint8. Shape: (T, H, W)."""
         return self.generator.generate(self.digits, self._rng(index), self.num_frames)
 
+    def raw(self, index: int) -> np.ndarray:
+        """Sequence ``index`` as uint8 with its channel axis. Shape: (T, 1, H, W)."""
+        return self.sequence(index)[:, None]
+
     def __getitem__(self, index: int) -> torch.Tensor:
         """Sequence ``index`` as float32 in [0, 1]. Shape: (T, 1, H, W)."""
         video = torch.from_numpy(self.sequence(index))

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from crevnet.data.cache import CACHE_DIR_NAME, FrameCache, cache_shape
 from crevnet.data.clips import ClipInfo
 from crevnet.data.framing import Framing, ResizeMode
-from crevnet.data.sampler import EpochSampler, ResumableLoader, TrainLoaders
+from crevnet.data.sampler import EpochSampler, RawItems, ResumableLoader, TrainLoaders, stack_raw, unit_float
 from crevnet.data.testset import TestSet
 from crevnet.data.video_folder import (
     SPLIT_BY,
@@ -476,10 +476,12 @@ class VideoFolderDataModule(TrainLoaders, L.LightningDataModule):
         windows = self.windows("train")
         size = len(windows) if self.train_size is None else self.train_size
         loader = ResumableLoader(
-            windows,
+            RawItems(windows),  # uint8 off the training thread, float32 on it
             sampler=EpochSampler(size),
             position=self._position,
             prefetch=self.prefetch_batches,
+            collate_fn=stack_raw,
+            finish=unit_float,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

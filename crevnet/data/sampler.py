@@ -12,6 +12,14 @@ With ``prefetch=N`` (and no worker processes) a background thread builds the nex
 the training step runs: the same ``DataLoader`` iterator, consumed in the same order by one thread, so
 the batches are exactly the ones the loader yields without it (same indices, same tensors). The thread
 is stopped when the iteration ends, fails, is abandoned, or the loader is closed (:meth:`close`).
+
+The training loaders read their items as uint8 NumPy arrays (:class:`RawItems`, ``dataset.raw(i)``),
+stack them with NumPy and turn the batch into float32 on the thread that asks for it
+(``finish=unit_float``): the prefetch thread runs no torch op. A torch op on a second Python thread
+starts a second OpenMP team beside the training step's; on a 2-core machine that team's spinning
+workers took CPU from the step's two threads (measured on a 2-core AMD EPYC: a background thread
+stacking one batch with ``torch.stack`` every 250 ms slowed the quickstart step from 0.25 s to
+0.44-0.50 s; the same work in NumPy to 0.29 s).
 """
 
 from __future__ import annotations
@@ -21,11 +29,57 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from torch.utils.data import DataLoader, Sampler
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["EpochSampler", "PrefetchIterator", "ResumableLoader", "TrainLoaders"]
+__all__ = [
+    "EpochSampler",
+    "PrefetchIterator",
+    "RawItems",
+    "ResumableLoader",
+    "TrainLoaders",
+    "stack_raw",
+    "unit_float",
+]
+
+
+class RawDataset(Protocol):
+    """A dataset whose item ``i`` is also readable as uint8 NumPy (its float item is ``raw / 255``)."""
+
+    def __len__(self) -> int: ...
+
+    def raw(self, index: int) -> np.ndarray: ...
+
+
+class RawItems(Dataset[np.ndarray]):
+    """``dataset``'s items as uint8 arrays, ``dataset.raw(i)`` (T, C, H, W): no torch op in reading them.
+
+    With :func:`stack_raw` as the loader's ``collate_fn`` and :func:`unit_float` as its ``finish``, a
+    :class:`ResumableLoader` yields the batches a plain ``DataLoader`` over ``dataset`` yields (the same
+    float32 values), with the torch work on the consumer's thread.
+    """
+
+    def __init__(self, dataset: RawDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.dataset.raw(int(index))
+
+
+def stack_raw(items: list[np.ndarray]) -> np.ndarray:
+    """A batch of :class:`RawItems` (the ``collate_fn``): ``np.stack``, uint8 (B, T, C, H, W)."""
+    return np.stack(items)
+
+
+def unit_float(batch: np.ndarray) -> torch.Tensor:
+    """A uint8 batch as float32 in [0, 1] (``x / 255``, the datasets' own items' values)."""
+    return torch.from_numpy(batch).to(torch.float32) / 255.0
 
 
 class EpochSampler(Sampler[int]):
@@ -149,6 +203,27 @@ class PrefetchIterator(Iterator[Any]):
         _stop_thread(self._stop, self._queue, self._thread, timeout)
 
 
+class _Finished(Iterator[Any]):
+    """``finish(batch)`` for each batch of ``source``, on the consumer's thread."""
+
+    def __init__(self, source: Iterator[Any], finish: Callable[[Any], Any], pin: bool) -> None:
+        self.source = source
+        self.finish = finish
+        self.pin = pin
+
+    def __iter__(self) -> _Finished:
+        return self
+
+    def __next__(self) -> Any:
+        batch = self.finish(next(self.source))
+        return batch.pin_memory() if self.pin else batch
+
+    @property
+    def alive(self) -> bool:
+        """Whether the source's producer thread is still running (False without one)."""
+        return bool(getattr(self.source, "alive", False))
+
+
 def _stop_thread(
     stop: threading.Event, items: queue.Queue, thread: threading.Thread, timeout: float = 10.0
 ) -> None:
@@ -171,28 +246,38 @@ class ResumableLoader(DataLoader):
             training loop has consumed (the data module reads them from its trainer).
         prefetch: batches built ahead in a background thread (0: none; ignored with worker processes,
             which already build batches ahead). The batches are the same either way.
+        finish: applied to each batch on the thread that asks for it (e.g. :func:`unit_float` after
+            :class:`RawItems` and :func:`stack_raw`); None: the batches as built. With ``pin_memory``
+            the finished batch is pinned.
         **kwargs: as ``DataLoader``.
     """
 
     def __init__(
-        self, *args: Any, position: Callable[[], tuple[int, int]], prefetch: int = 0, **kwargs: Any
+        self,
+        *args: Any,
+        position: Callable[[], tuple[int, int]],
+        prefetch: int = 0,
+        finish: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         if prefetch < 0:
             raise ValueError(f"ResumableLoader: prefetch must be >= 0, got {prefetch}")
         self.position = position
         self.prefetch = prefetch
+        self.finish = finish
         self._live: weakref.WeakSet[PrefetchIterator] = weakref.WeakSet()
 
     def __iter__(self) -> Iterator[Any]:
         # The DataLoader iterator (and so the sampler's indices: epoch and resume point) is made here,
         # on the calling thread; only its batches are built on the producer thread.
         source = super().__iter__()
-        if self.prefetch == 0 or self.num_workers > 0:
+        if self.prefetch > 0 and self.num_workers == 0:
+            source = PrefetchIterator(source, self.prefetch)
+            self._live.add(source)
+        if self.finish is None:
             return source
-        iterator = PrefetchIterator(source, self.prefetch)
-        self._live.add(iterator)
-        return iterator
+        return _Finished(source, self.finish, pin=self.pin_memory and torch.cuda.is_available())
 
     def close(self) -> None:
         """Stop the prefetch threads of this loader's iterators (the data module's ``teardown``)."""

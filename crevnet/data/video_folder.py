@@ -412,6 +412,10 @@ class ClipWindows(Dataset[torch.Tensor]):
         rng = None if self.shuffle_seed is None else sequence_rng(self.shuffle_seed, index, _CROP_STREAM)
         return self.framing.apply(frames, rng)
 
+    def raw(self, index: int) -> np.ndarray:
+        """Item ``index`` as uint8 (:meth:`read`). Shape: (T, C, H, W)."""
+        return self.read(int(index))
+
     def __getitem__(self, index: int) -> torch.Tensor:
         """Item ``index`` as float32 in [0, 1]. Shape: (T, C, H, W)."""
         return torch.from_numpy(self.read(int(index))).float() / 255.0

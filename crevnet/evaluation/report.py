@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,7 @@ def _sentence(label: str, better: list[str], worse: list[str]) -> str:
     )
 
 
-def verdict(result: EvaluationResult | Mapping[str, Any]) -> list[str]:
+def verdict(result: EvaluationResult) -> list[str]:
     """One sentence per baseline saying on which metrics the model beats it and on which it does not.
 
     Every metric of the report's table counts (:data:`crevnet.evaluation.metrics.METRICS`: MSE, MAE
@@ -120,14 +119,12 @@ def verdict(result: EvaluationResult | Mapping[str, Any]) -> list[str]:
     where it is better on all of them.
 
     Args:
-        result: the scores; a mapping is read as ``metrics.json``'s content
-            (:meth:`~crevnet.evaluation.result.EvaluationResult.from_json`).
+        result: the scores (a saved ``metrics.json`` is read back with
+            :meth:`~crevnet.evaluation.result.EvaluationResult.from_json`).
 
     Returns:
         One sentence per baseline, in the order of ``result.baselines``.
     """
-    if not isinstance(result, EvaluationResult):
-        result = EvaluationResult.from_json(result)
     sentences = []
     for key, base in result.baselines.items():  # the baselines this test set was scored against
         better, worse = [], []

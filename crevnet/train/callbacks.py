@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+
+if TYPE_CHECKING:
+    from crevnet.evaluation.result import EvaluationResult
 
 __all__ = ["FitReport", "SampleLogger", "WallClockLog", "run_dir", "within_budget"]
 
@@ -179,7 +182,7 @@ class FitReport(L.Callback):
         self.batch_size = batch_size
         self.out_dir = out_dir
         self.data_dir = data_dir
-        self.report: dict[str, Any] | None = None
+        self.report: EvaluationResult | None = None
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -213,21 +216,18 @@ class FitReport(L.Callback):
                 "load_average": list(os.getloadavg()),
             },
         )
-        model = self.report["model"]
-        zeros, last = (self.report["baselines"][k] for k in ("zeros", "copy_last"))
+        report = self.report
+        model, zeros, last = report.model, report.baselines["zeros"], report.baselines["copy_last"]
+        ratio = report.mse_ratio("zeros")
         print(
-            f"crevnet: report in {out} ({self.report['test_set']}, {time.monotonic() - start:.0f} s): "
-            f"MSE {model['mse']:.1f} (zeros {zeros['mse']:.1f}, copy-last {last['mse']:.1f}; "
-            f"{self.report['mse_vs_zeros']:.3f} × zeros), SSIM {model['ssim']:.3f} "
-            f"(zeros {zeros['ssim']:.3f}, copy-last {last['ssim']:.3f})"
+            f"crevnet: report in {out} ({report.test_set}, {time.monotonic() - start:.0f} s): "
+            f"MSE {model.mse:.1f} (zeros {zeros.mse:.1f}, copy-last {last.mse:.1f}; "
+            f"{ratio:.3f} × zeros), SSIM {model.ssim:.3f} "
+            f"(zeros {zeros.ssim:.3f}, copy-last {last.ssim:.3f})"
         )
-        print("crevnet: " + " ".join(verdict(self.report)))
+        print("crevnet: " + " ".join(verdict(report)))
         for logger in trainer.loggers:
             logger.log_metrics(
-                {
-                    "report/mse": model["mse"],
-                    "report/ssim": model["ssim"],
-                    "report/mse_vs_zeros": self.report["mse_vs_zeros"],
-                },
+                {"report/mse": model.mse, "report/ssim": model.ssim, "report/mse_vs_zeros": ratio},
                 step=trainer.global_step,
             )

@@ -21,6 +21,7 @@ from typing import Any
 from crevnet.data.testset import STANDARD_BASELINES, SURROGATE_SEED, TestSet, load_test_set
 from crevnet.evaluation.evaluate import collect_samples, evaluate_model
 from crevnet.evaluation.report import write_report
+from crevnet.evaluation.result import EvaluationResult
 from crevnet.nn.model import DEFAULT_CONTEXT, CrevNet
 
 __all__ = ["report_model"]
@@ -37,7 +38,7 @@ def report_model(
     seed: int = SURROGATE_SEED,
     num_clips: int = 4,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Evaluate ``net`` and the baselines and write the report folder (see :mod:`crevnet.evaluation.report`).
 
     Args:
@@ -54,11 +55,10 @@ def report_model(
         extra: more entries for ``metrics.json`` (e.g. training wall time, steps).
 
     Returns:
-        The content of the report's ``metrics.json``: the
-        :class:`~crevnet.evaluation.result.EvaluationResult`'s ``to_json()`` (``test_set``, whose name
-        says "surrogate" when it is one, ``model``, ``baselines`` {``zeros``, ``copy_last``, ...}, ...),
-        with ``mse_vs_zeros`` and ``mse_vs_copy_last`` (the model's MSE over each baseline's),
-        ``report_seconds`` and ``extra``'s entries.
+        The scores written to the report's ``metrics.json`` (its ``to_json()``): an
+        :class:`~crevnet.evaluation.result.EvaluationResult` whose ``extra`` holds ``mse_vs_zeros`` and
+        ``mse_vs_copy_last`` (the model's MSE over each baseline's), ``report_seconds`` and ``extra``'s
+        entries.
     """
     start = time.monotonic()
     test = (
@@ -70,4 +70,4 @@ def report_model(
     seconds = {"report_seconds": round(time.monotonic() - start, 2)}
     result = replace(scored, extra={**ratios, **seconds, **(extra or {})})
     write_report(result, Path(out_dir), collect_samples(net, test, context, horizon, num_clips))
-    return result.to_json()
+    return result

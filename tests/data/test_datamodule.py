@@ -104,3 +104,26 @@ def test_prefetched_training_batches_are_the_same_bit_for_bit(shared_data: Path)
     assert not [t for t in threading.enumerate() if t.name == "crevnet-prefetch"]
     with pytest.raises(ValueError, match="prefetch_batches"):
         _module(shared_data, prefetch_batches=-1)
+
+
+def test_training_batches_are_the_datasets_items_and_float_only_on_the_consumers_thread(shared_data: Path) -> None:
+    import threading
+
+    ahead = _module(shared_data, train_size=12, prefetch_batches=2)
+    ahead.setup("fit")
+    loader = ahead.train_dataloader()
+    seen: list[tuple[str, type, np.dtype]] = []
+    finish = loader.finish
+
+    def spy(batch: np.ndarray) -> torch.Tensor:  # what crosses from the prefetch thread, and where
+        seen.append((threading.current_thread().name, type(batch), batch.dtype))
+        return finish(batch)
+
+    loader.finish = spy
+    loader.sampler.set_epoch(1)
+    got = list(loader)
+    # the batches are the dataset's own float items, stacked (what a plain DataLoader gave before)
+    expected = [torch.stack([ahead.train_dataset[i] for i in range(12 + b * 4, 16 + b * 4)]) for b in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    # the producer thread hands over uint8 NumPy; the torch work happens on this thread
+    assert seen == [(threading.current_thread().name, np.ndarray, np.dtype(np.uint8))] * 3

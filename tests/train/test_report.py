@@ -45,13 +45,14 @@ def test_report_scores_model_and_baselines(smoke_env: Path) -> None:
     zeros = future.pow(2).sum(dim=(2, 3, 4)).mean().item()  # zeros baseline, computed independently
     last = test.videos[:, 9:10].double() / 255.0
     copy_last = (future - last).pow(2).sum(dim=(2, 3, 4)).mean().item()
-    assert abs(report["baselines"]["zeros"]["mse"] - zeros) < 1e-6 * zeros
-    assert abs(report["baselines"]["copy_last"]["mse"] - copy_last) < 1e-6 * copy_last
+    assert abs(report.baselines["zeros"].mse - zeros) < 1e-6 * zeros
+    assert abs(report.baselines["copy_last"].mse - copy_last) < 1e-6 * copy_last
     with torch.no_grad():
         pred = net.predict(test.videos[:, :10].float() / 255.0, 10)
     model_mse = (pred.double() - future).pow(2).sum(dim=(2, 3, 4)).mean().item()
-    assert abs(report["model"]["mse"] - model_mse) < 1e-4 * model_mse
-    assert report["mse_vs_zeros"] == report["model"]["mse"] / report["baselines"]["zeros"]["mse"]
+    assert abs(report.model.mse - model_mse) < 1e-4 * model_mse
+    assert report.extra["mse_vs_zeros"] == report.model.mse / report.baselines["zeros"].mse
+    assert saved == json.loads(json.dumps(report.to_json()))  # what it returns is what it wrote
     assert (smoke_env / "rep" / "prediction.gif").stat().st_size > 0
     assert (smoke_env / "rep" / "contact_sheet.png").stat().st_size > 0  # the earlier prediction.png
     assert "**Verdict.**" in (smoke_env / "rep" / "report.md").read_text()  # the same report as evaluate's
@@ -74,4 +75,4 @@ def test_fit_writes_samples_and_the_report(smoke_env: Path) -> None:
     report = json.loads((version / "report" / "metrics.json").read_text())
     assert report["global_step"] == cli.trainer.global_step == 4
     assert report["train_seconds"] > 0
-    assert callbacks[1].report is not None and callbacks[1].report["model"]["mse"] == report["model"]["mse"]
+    assert callbacks[1].report is not None and callbacks[1].report.model.mse == report["model"]["mse"]

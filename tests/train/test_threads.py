@@ -67,6 +67,28 @@ def test_timer_reprobes_so_a_departed_neighbour_is_noticed():
     assert len(tuner.history) >= 2
 
 
+def test_a_probe_that_changes_the_count_is_checked_soon_after_and_a_transient_is_undone():
+    clock = FakeClock()
+    tuner = ThreadTuner((1, 2), probe_steps=2, reprobe_seconds=90.0, confirm_seconds=10.0, clock=clock)
+    run(tuner, {1: 0.15, 2: 0.10}, 6, clock)
+    assert tuner.chosen == 2
+    # a transient (2 threads slow for one probe) ends as soon as the probe does
+    run(tuner, {1: 0.15, 2: 0.10}, 3, clock)  # steady steps at 2
+    clock.now += 90.0  # the regular re-probe is due
+    run(tuner, {1: 0.15, 2: 0.50}, 7, clock)  # one step, then the probe runs in the disturbance: 1
+    assert tuner.chosen == 1 and len(tuner.history) == 2
+    used = run(tuner, {1: 0.15, 2: 0.10}, 100, clock)  # 15 s of steady 1-thread steps
+    # checked 10 s later (not 90): back to 2 threads for the rest
+    assert len(tuner.history) == 3 and tuner.history[2]["confirms"] and tuner.chosen == 2
+    assert used.index(2) <= 10.0 / 0.15 + 1 + 3 and used[-20:] == [2] * 20  # + the probe at 1
+    # a neighbour that stays is confirmed once, then the regular cadence holds
+    clock.now += 91.0
+    run(tuner, {1: 0.16, 2: 0.45}, 7, clock)
+    assert tuner.chosen == 1
+    run(tuner, {1: 0.16, 2: 0.45}, 400, clock)  # 64 s: the checking probe at ~10 s, none after it
+    assert [h["chosen"] for h in tuner.history[3:]] == [1, 1] and tuner.history[4]["confirms"]
+
+
 def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="candidates"):
         ThreadTuner(())
