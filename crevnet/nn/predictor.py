@@ -22,6 +22,8 @@ gates used.
 
 from __future__ import annotations
 
+import math
+
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
@@ -66,6 +68,12 @@ class PredictorConfig:
         hidden: channels of the cells' hidden state and memory; None (default) for one latent half,
             as in the paper. A different width adds a 1×1 conv per layer from the hidden state to
             one latent half (the update and the gate read that projection).
+        gate_bias: None (default): the gates start as PyTorch initialises their convs (g ≈ 0.5). A
+            number: every gate starts closed, ``g = σ(gate_bias)`` for every input (zero weights of
+            its last conv, that bias), so the untrained RPM is nearly the identity: each predicted
+            latent is nearly the last one and, through the exact inverse, each predicted frame nearly
+            the last observed frame. Training starts from "copy the last frame" and learns the change
+            (with an even number of ``layers``: each layer swaps the latent halves).
 
     bf16 autocast and memory saving are not fields: they are run options, arguments of
     :meth:`ReversiblePredictor.forward`.
@@ -77,8 +85,20 @@ class PredictorConfig:
     gate: GateKind = "conv1x1"  # "conv1x1" (released) | "two_conv" (paper)
     update: UpdateKind = "convex"  # "convex" (paper) | "additive"
     hidden: int | None = None  # cells' hidden (and memory) channels; None: one latent half (paper)
+    gate_bias: float | None = None  # None: default init; e.g. -4: closed gates, the RPM starts as copy-last
 
     def __post_init__(self) -> None:
+        if self.gate_bias is not None:
+            if isinstance(self.gate_bias, bool) or not math.isfinite(float(self.gate_bias)):
+                raise ValueError(
+                    f"PredictorConfig.gate_bias must be a finite number or null, got {self.gate_bias!r}"
+                )
+            if self.layers % 2:
+                raise ValueError(
+                    f"PredictorConfig.gate_bias starts the RPM near the identity, which needs an even number "
+                    f"of layers (each swaps the latent halves); got layers={self.layers}: use "
+                    f"{self.layers + 1} or {self.layers - 1} layers, or gate_bias: null"
+                )
         if self.hidden is not None and (
             isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1
         ):
@@ -218,6 +238,9 @@ class ReversiblePredictor(nn.Module):
         )
         self.gates = nn.ModuleList(gate(dims, channels, k) for _ in range(config.layers))
         self.update = update()
+        if config.gate_bias is not None:  # start near the identity: predicted frame ≈ last frame
+            for g in self.gates:
+                g.close_(float(config.gate_bias))
 
     @torch.no_grad()
     def extend_from(self, shallower: ReversiblePredictor, gate_bias: float = -4.0) -> None:

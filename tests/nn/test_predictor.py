@@ -238,3 +238,33 @@ def test_extend_from_refuses_what_it_cannot_grow() -> None:
         rpm(layers=4).extend_from(rpm(layers=2, kernel_size=5))
     with pytest.raises(ValueError, match="differs only in its number of layers"):
         rpm(layers=4).extend_from(ReversiblePredictor(2, 8, PredictorConfig(layers=2, cell="conv_lstm")))
+
+
+def test_closed_gates_make_the_untrained_model_copy_the_last_frame() -> None:
+    from crevnet.nn import CrevNet, CrevNetConfig
+
+    def net(gate_bias: float | None) -> CrevNet:
+        torch.manual_seed(0)
+        config = CrevNetConfig.from_dict(
+            {
+                "encoder": {"in_channels": 3, "init_downsample": 2, "stages": [1], "strides": [1], "channels": [6]},
+                "predictor": {"layers": 4, "cell": "conv_lstm", "gate_bias": gate_bias},
+            }
+        )
+        return CrevNet(config).eval()
+
+    video = torch.rand(2, 6, 3, 16, 16)
+    last = video[:, -1:].expand(-1, 3, -1, -1, -1)
+    with torch.no_grad():
+        closed = net(-30.0).predict(video, 3)  # g = σ(-30) ≈ 1e-13: the RPM is the identity
+        default = net(None).predict(video, 3)
+    assert (closed - last).abs().max() < 1e-5  # every predicted frame is the last observed one
+    assert (default - last).abs().max() > 1e-2  # the default init is not
+
+
+def test_gate_bias_needs_an_even_layer_count_and_a_number() -> None:
+    with pytest.raises(ValueError, match="even number of layers.*layers=3"):
+        PredictorConfig(layers=3, gate_bias=-4.0)
+    with pytest.raises(ValueError, match="gate_bias must be a finite number"):
+        PredictorConfig(layers=4, gate_bias=float("nan"))
+    assert PredictorConfig(layers=3).gate_bias is None  # the default needs nothing
