@@ -7,7 +7,8 @@ Runs, one after the other in fresh processes on the same machine:
    ``FitReport`` (the end-of-fit report scores the model after training; it is not part of the loop).
    ``fit_samples_per_s = global_step * batch / train_seconds``, both read from the run's ``last.ckpt``
    (``train_seconds`` is the module's fit clock: validation, checkpoints, sample pictures, data and
-   Lightning's own per-step work all included).
+   Lightning's own per-step work all included). ``fit_threads_logged`` counts the logged steps by the
+   thread count AdaptiveThreads gave them (``train/threads`` in the run's ``metrics.csv``).
 2. ``benchmarks/train_step.py --config CONFIG --threads adaptive --frames <data.num_frames>``: the step
    alone (forward + backward + Adam on one fixed batch), run once before the fit and once after it: a
    shared VM's speed drifts by tens of percent within minutes (the same step measured 0.21 s and 0.34 s
@@ -29,6 +30,7 @@ Example (the issue's measurement: 3 minutes, the quickstart)::
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import subprocess
@@ -108,11 +110,19 @@ def run_fit(config_path: Path, seconds: float, root: Path, fit_args: list[str]) 
         raise SystemExit(f"fit_ratio: the fit wrote no last.ckpt under {root / 'runs'}")
     ckpt = read_checkpoint(last[-1])
     steps = int(ckpt["global_step"])
+    threads: dict[str, int] = {}  # thread counts of the logged steps (AdaptiveThreads' train/threads)
+    for metrics in sorted((root / "runs").glob("*/version_*/metrics.csv")):
+        with metrics.open(newline="") as handle:
+            for line in csv.DictReader(handle):
+                value = line.get("train/threads")
+                if value:
+                    key = str(int(float(value)))
+                    threads[key] = threads.get(key, 0) + 1
     seconds_fit = float((ckpt.get("crevnet") or {}).get("train_seconds") or 0.0)
     batch = (ckpt.get("datamodule_hyper_parameters") or {}).get("batch_size")
     if not seconds_fit or not batch:
         raise SystemExit(f"fit_ratio: {last[-1]} holds no train_seconds or data batch_size")
-    return {"steps": steps, "batch": int(batch), "seconds": seconds_fit}
+    return {"steps": steps, "batch": int(batch), "seconds": seconds_fit, "threads": threads}
 
 
 def run_step(config: Path, frames: int, steps: int, root: Path) -> dict[str, Any]:
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "fit_batch": fit["batch"],
         "fit_seconds": round(fit["seconds"], 2),
         "fit_samples_per_s": round(fit_rate, 2),
+        "fit_threads_logged": fit["threads"],
         "step_batch": before["batch"],
         "step_threads_used": [before["threads_used"], after["threads_used"]],
         "step_s": before["step_s"] + after["step_s"],

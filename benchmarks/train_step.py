@@ -32,7 +32,10 @@ rollout (``model.sampling`` at progress ``--progress``, 0.5 by default: once the
 zero every step takes the step-by-step rollout path). ``samples_per_s = batch / step_s_median``.
 ``--busy-neighbour`` then starts one busy-loop process (``python -c "while True: pass"``), times the
 same steps beside it (after an adaptive probe when ``--threads adaptive``), stops it, and adds
-``busy_samples_per_s`` and ``busy_threads``.
+``busy_samples_per_s`` and ``busy_threads``. ``--thread-neighbour torch|numpy`` times the steps beside a
+thread of the same process that stacks one batch of clips every 250 ms with torch or with NumPy (what a
+data prefetch thread does) and adds ``thread_neighbour_samples_per_s``: a torch op on a second thread
+starts a second OpenMP team beside the step's.
 
 Other benchmarks time the same step by importing this file: :class:`StepBench` (the model, batch and
 step of a config) and :func:`measure` (its timed steps alone, e.g. ``benchmarks/folder_pipeline.py``).
@@ -53,12 +56,14 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
@@ -323,6 +328,32 @@ def _busy_neighbour() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+@contextmanager
+def thread_neighbour(kind: str, batch: int, frames: int, size: int, every_s: float = 0.25) -> Iterator[None]:
+    """A Python thread of this process that builds one uint8 batch of clips every ``every_s`` seconds
+    and stacks it as float32, with torch (``kind="torch"``) or NumPy (``"numpy"``): what a data
+    prefetch thread does beside the step."""
+    stop = threading.Event()
+    rng = np.random.default_rng(0)
+
+    def work() -> None:
+        while not stop.is_set():
+            clips = [rng.integers(0, 256, (frames, 1, size, size), dtype=np.uint8) for _ in range(batch)]
+            if kind == "torch":
+                torch.stack([torch.from_numpy(c).to(torch.float32) / 255.0 for c in clips])
+            else:
+                np.stack(clips).astype(np.float32) / 255.0
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=work, name="thread-neighbour", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML with a model: net: section")
@@ -339,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "--progress", type=float, default=0.5, help="training progress at which model.sampling is read"
     )
     parser.add_argument("--busy-neighbour", action="store_true", help="also time beside a busy-loop process")
+    parser.add_argument(
+        "--thread-neighbour",
+        choices=("torch", "numpy"),
+        default=None,
+        help="also time beside a thread of this process that stacks a batch every 250 ms with torch or NumPy",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=64, help="frame height = width")
@@ -428,6 +465,15 @@ def main(argv: list[str] | None = None) -> int:
                 "busy_samples_per_s": round(args.batch / statistics.median(busy_times), 2),
                 "busy_threads": busy_threads,
             }
+        if args.thread_neighbour:
+            torch.set_num_threads(used_threads)
+            with thread_neighbour(args.thread_neighbour, args.batch, args.frames, args.size):
+                near_times, _ = timed_steps()
+            busy.update(
+                thread_neighbour=args.thread_neighbour,
+                thread_neighbour_step_s=[round(t, 3) for t in near_times],
+                thread_neighbour_samples_per_s=round(args.batch / statistics.median(near_times), 2),
+            )
     peaks.append(matmul_peak_gflops())
     peak = max(peaks)
     med = statistics.median(times)

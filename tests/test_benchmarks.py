@@ -1,5 +1,6 @@
 """The speed benchmarks run and print the fields the README's figures are read from (tiny shapes)."""
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -246,6 +247,30 @@ def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys
     assert row["achieved_over_peak"] == pytest.approx(row["achieved_gflops"] / 50.0, abs=2e-3)  # both rounded
 
 
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_train_step_times_beside_a_thread_that_stacks_batches(tiny_config, capsys, monkeypatch, kind):
+    import threading
+
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    seen = []
+    real = bench.thread_neighbour
+
+    def spy(*args, **kwargs):  # the neighbour thread runs while the steps are timed, and stops after
+        with real(*args, **kwargs):
+            seen.append([t.name for t in threading.enumerate()])
+            yield
+
+    monkeypatch.setattr(bench, "thread_neighbour", contextlib.contextmanager(spy))
+    argv = ["--config", str(tiny_config), "--batch", "2", "--steps", "1", "--frames", "5", "--size", "16"]
+    assert bench.main([*argv, "--threads", "1", "--thread-neighbour", kind]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["thread_neighbour"] == kind and row["thread_neighbour_samples_per_s"] > 0
+    assert len(row["thread_neighbour_step_s"]) == 1
+    assert "thread-neighbour" in seen[0] and "thread-neighbour" not in [t.name for t in threading.enumerate()]
+
+
 def test_train_step_adaptive_threads_probes_every_count(tiny_config, capsys, monkeypatch):
     bench = _load("train_step")
     monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
@@ -482,6 +507,7 @@ def test_fit_ratio_prints_both_rates_and_their_ratio(mnist_dir, capsys, monkeypa
     # the step is timed before and after the fit, and compared with their mean
     assert row["step_samples_per_s"] == pytest.approx((row["step_before"] + row["step_after"]) / 2, abs=0.01)
     assert len(row["step_s"]) == 4 and row["minutes"] == 0.08
+    assert isinstance(row["fit_threads_logged"], dict)  # smoke.yaml has no AdaptiveThreads: may be empty
     assert {"machine", "commit", "load_before", "load_after", "command"} <= set(row)
 
 
