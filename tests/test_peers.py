@@ -172,3 +172,27 @@ def test_crevnet_config_runs_through_crevnet_fit(mnist_dir, tmp_path, capsys):
     for row in rows:
         assert row["mac_ratio"] == 1.0 and row["steps"] == 2 and row["samples_seen"] == 8
         assert row["saved_mb_per_sample"] > 0 and row["peak_rss_mb"] > 0 and row["mse"] > 0
+
+
+def test_set_changes_one_config_key_for_the_runs_and_names_them(tmp_path, capsys):
+    import yaml
+
+    bench = _load()
+    base = yaml.safe_load(SMOKE.read_text())
+    changed = bench.apply_sets(base, ["model.net.encoder.coupling=additive", "model.lr=0.5", "a.b=[1, 2]"])
+    assert changed["model"]["net"]["encoder"]["coupling"] == "additive" and changed["model"]["lr"] == 0.5
+    assert changed["a"] == {"b": [1, 2]}  # values read as YAML; missing mappings made
+    assert "coupling" not in base["model"]["net"]["encoder"]  # the input is left alone
+    with pytest.raises(ValueError, match="KEY.PATH=VALUE"):
+        bench.apply_sets(base, ["model.lr"])
+    with pytest.raises(ValueError, match="'lr' is not a mapping"):
+        bench.apply_sets(base, ["model.lr.x=1"])
+    argv = ["--model", "crevnet", "--config", str(SMOKE), "--reference", str(SMOKE), "--size-only", "--force"]
+    argv += ["--runs-dir", str(tmp_path), "--set", "model.net.encoder.coupling=additive"]
+    assert bench.main(argv) == 0
+    derived = tmp_path / "smoke+coupling=additive.yaml"
+    assert yaml.safe_load(derived.read_text())["model"]["net"]["encoder"]["coupling"] == "additive"
+    assert "smoke+coupling=additive.yaml" in capsys.readouterr().err  # the run is named by its change
+    assert bench._without_sets(["--set", "x=1", "--config=a", "--model", "crevnet"]) == ["--model", "crevnet"]
+    with pytest.raises(SystemExit):  # the peers are sized by their own flags
+        bench.main(["--model", "simvp", "--peers", str(tmp_path), "--set", "model.lr=1", "--size-only"])
