@@ -100,7 +100,9 @@ def apply_sets(config: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. model.net.encoder.coupling=affine")
+            raise ValueError(
+                f"--set {item!r}: expected KEY.PATH=VALUE, e.g. model.net.encoder.coupling=affine"
+            )
         node = out
         *parents, leaf = key.split(".")
         for part in parents:
@@ -117,7 +119,9 @@ def apply_sets(config: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 def derived_config(path: Path, sets: list[str], folder: Path) -> Path:
     """The config at ``path`` with ``sets`` applied, written as FOLDER/STEM+KEY=VALUE....yaml."""
     config = apply_sets(read_config(path), sets)
-    name = Path(path).stem + "".join(f"+{s.partition('=')[0].split('.')[-1]}={s.partition('=')[2]}" for s in sets)
+    name = Path(path).stem + "".join(
+        f"+{s.partition('=')[0].split('.')[-1]}={s.partition('=')[2]}" for s in sets
+    )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.yaml"
     target.write_text(f"# {path} with --set {' '.join(sets)}\n" + yaml.safe_dump(config, sort_keys=False))
@@ -684,9 +688,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--convlstm-patch", type=int, default=CONVLSTM["patch"])
     p.add_argument("--convlstm-filter", type=int, default=CONVLSTM["filter"])
     p.add_argument("--sampling-stop", type=float, default=0.4, help="convlstm: eta is 0 from this progress")
-    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="crevnet: change one config key for these runs (repeatable), e.g. "
-                   "model.net.encoder.coupling=affine; the derived config is written to --runs-dir")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="crevnet: change one config key for these runs (repeatable), e.g. "
+        "model.net.encoder.coupling=affine; the derived config is written to --runs-dir",
+    )
     p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -727,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             derived = derived_config(args.config, args.set, Path(args.runs_dir))
         except (ValueError, OSError) as err:
             parser().error(str(err))
-        argv = _without_sets(argv) + ["--config", str(derived)]
+        argv = [*_without_sets(argv), "--config", str(derived)]
         args.config, args.set = derived, []
     if args.run_one:
         spec = json.loads(args.run_one)

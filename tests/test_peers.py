@@ -183,7 +183,7 @@ def test_set_changes_one_config_key_for_the_runs_and_names_them(tmp_path, capsys
     assert changed["model"]["net"]["encoder"]["coupling"] == "additive" and changed["model"]["lr"] == 0.5
     assert changed["a"] == {"b": [1, 2]}  # values read as YAML; missing mappings made
     assert "coupling" not in base["model"]["net"]["encoder"]  # the input is left alone
-    with pytest.raises(ValueError, match="KEY.PATH=VALUE"):
+    with pytest.raises(ValueError, match=r"KEY\.PATH=VALUE"):
         bench.apply_sets(base, ["model.lr"])
     with pytest.raises(ValueError, match="'lr' is not a mapping"):
         bench.apply_sets(base, ["model.lr.x=1"])

@@ -23,7 +23,6 @@ gates used.
 from __future__ import annotations
 
 import math
-
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple

@@ -106,7 +106,9 @@ def test_prefetched_training_batches_are_the_same_bit_for_bit(shared_data: Path)
         _module(shared_data, prefetch_batches=-1)
 
 
-def test_training_batches_are_the_datasets_items_and_float_only_on_the_consumers_thread(shared_data: Path) -> None:
+def test_training_batches_are_the_datasets_items_and_float_only_on_the_consumers_thread(
+    shared_data: Path,
+) -> None:
     import threading
 
     ahead = _module(shared_data, train_size=12, prefetch_batches=2)
@@ -123,7 +125,9 @@ def test_training_batches_are_the_datasets_items_and_float_only_on_the_consumers
     loader.sampler.set_epoch(1)
     got = list(loader)
     # the batches are the dataset's own float items, stacked (what a plain DataLoader gave before)
-    expected = [torch.stack([ahead.train_dataset[i] for i in range(12 + b * 4, 16 + b * 4)]) for b in range(3)]
+    expected = [
+        torch.stack([ahead.train_dataset[i] for i in range(12 + b * 4, 16 + b * 4)]) for b in range(3)
+    ]
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
     # the producer thread hands over uint8 NumPy; the torch work happens on this thread
     assert seen == [(threading.current_thread().name, np.ndarray, np.dtype(np.uint8))] * 3

@@ -247,7 +247,13 @@ def test_closed_gates_make_the_untrained_model_copy_the_last_frame() -> None:
         torch.manual_seed(0)
         config = CrevNetConfig.from_dict(
             {
-                "encoder": {"in_channels": 3, "init_downsample": 2, "stages": [1], "strides": [1], "channels": [6]},
+                "encoder": {
+                    "in_channels": 3,
+                    "init_downsample": 2,
+                    "stages": [1],
+                    "strides": [1],
+                    "channels": [6],
+                },
                 "predictor": {"layers": 4, "cell": "conv_lstm", "gate_bias": gate_bias},
             }
         )
@@ -263,7 +269,7 @@ def test_closed_gates_make_the_untrained_model_copy_the_last_frame() -> None:
 
 
 def test_gate_bias_needs_an_even_layer_count_and_a_number() -> None:
-    with pytest.raises(ValueError, match="even number of layers.*layers=3"):
+    with pytest.raises(ValueError, match=r"even number of layers.*layers=3"):
         PredictorConfig(layers=3, gate_bias=-4.0)
     with pytest.raises(ValueError, match="gate_bias must be a finite number"):
         PredictorConfig(layers=4, gate_bias=float("nan"))
