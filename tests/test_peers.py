@@ -166,9 +166,11 @@ def test_crevnet_config_runs_through_crevnet_fit(mnist_dir, tmp_path, capsys):
     argv = ["--model", "crevnet", "--config", str(SMOKE), "--reference", str(SMOKE), "--minutes", "0.5"]
     argv += ["--max-steps", "2", "--num", "4", "--eval-batch", "4", "--threads", "1", "--lrs", "0.02"]
     argv += ["--data-dir", str(mnist_dir.parent), "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--set", "model.loss.l1=0.5"]  # the run trains the derived config, named by its change
     assert bench.main(argv) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [(r["model"], r["seed"], r["lr"]) for r in rows] == [("crevnet:smoke", 0, 0.02)]
+    assert [(r["model"], r["seed"], r["lr"]) for r in rows] == [("crevnet:smoke+l1=0.5", 0, 0.02)]
+    assert rows[0]["config"].endswith("smoke+l1=0.5.yaml")
     for row in rows:
         assert row["mac_ratio"] == 1.0 and row["steps"] == 2 and row["samples_seen"] == 8
         assert row["saved_mb_per_sample"] > 0 and row["peak_rss_mb"] > 0 and row["mse"] > 0
