@@ -31,6 +31,15 @@ def _load(name: str):
 
 
 @pytest.fixture
+def step_bench(monkeypatch):
+    """benchmarks/train_step.py with the machine's peak rates fixed (matmul 50, conv 30 GFLOP/s)."""
+    bench = _load("train_step")
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
+    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    return bench
+
+
+@pytest.fixture
 def tiny_config(tmp_path):
     path = tmp_path / "tiny3d.yaml"
     path.write_text(yaml.safe_dump(TINY_3D))
@@ -99,7 +108,7 @@ def test_train_step_compile_wraps_the_predictor_or_the_rollout(tiny_config, caps
         bench.main([*argv, "--compile", what, "--conv-backward", "native"])
 
 
-def test_train_step_census_counts_every_conv_and_bounds_the_step(tmp_path, capsys, monkeypatch):
+def test_train_step_census_counts_every_conv_and_bounds_the_step(step_bench, tmp_path, capsys):
     # 2-D ConvLSTM RPM: the gate conv of each layer runs once per transition, (frames - 1) * layers calls
     narrow = {"channels": [2, 8]}
     config = {
@@ -114,9 +123,7 @@ def test_train_step_census_counts_every_conv_and_bounds_the_step(tmp_path, capsy
     }
     path = tmp_path / "tiny2d.yaml"
     path.write_text(yaml.safe_dump(config))
-    bench = _load("train_step")
-    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
-    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    bench = step_bench
     argv = ["--config", str(path), "--batch", "2", "--steps", "1", "--frames", "5", "--size", "16"]
     assert bench.main(argv) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -217,7 +224,7 @@ def test_conv_backward_times_winograd_on_the_2d_models_3x3_convs(tmp_path, capsy
     assert summary["weighted_best_ms"] == pytest.approx(best_ms, rel=1e-3, abs=0.01)
 
 
-def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys, monkeypatch):
+def test_train_step_times_the_fit_settings_and_a_busy_neighbour(step_bench, tmp_path, capsys, monkeypatch):
     # batch, threads, loss and sampling come from the config as crevnet fit reads them
     config = {
         **TINY_3D,
@@ -231,9 +238,7 @@ def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys
     }
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
-    bench = _load("train_step")
-    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
-    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    bench = step_bench
     started = []
     real = bench._busy_neighbour
     monkeypatch.setattr(bench, "_busy_neighbour", lambda: started.append(1) or real())
@@ -248,12 +253,12 @@ def test_train_step_times_the_fit_settings_and_a_busy_neighbour(tmp_path, capsys
 
 
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
-def test_train_step_times_beside_a_thread_that_stacks_batches(tiny_config, capsys, monkeypatch, kind):
+def test_train_step_times_beside_a_thread_that_stacks_batches(
+    step_bench, tiny_config, capsys, monkeypatch, kind
+):
     import threading
 
-    bench = _load("train_step")
-    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
-    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+    bench = step_bench
     seen = []
     real = bench.thread_neighbour
 
@@ -271,10 +276,8 @@ def test_train_step_times_beside_a_thread_that_stacks_batches(tiny_config, capsy
     assert "thread-neighbour" in seen[0] and "thread-neighbour" not in [t.name for t in threading.enumerate()]
 
 
-def test_train_step_adaptive_threads_probes_every_count(tiny_config, capsys, monkeypatch):
-    bench = _load("train_step")
-    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: 50.0)
-    monkeypatch.setattr(bench, "conv_peak_gflops", lambda: 30.0)
+def test_train_step_adaptive_threads_probes_every_count(step_bench, tiny_config, capsys, monkeypatch):
+    bench = step_bench
     monkeypatch.setattr(bench, "usable_cores", lambda: 2)
     argv = ["--config", str(tiny_config), "--batch", "1", "--steps", "1", "--frames", "5", "--size", "16"]
     assert bench.main([*argv, "--threads", "adaptive"]) == 0

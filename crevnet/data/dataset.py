@@ -12,6 +12,7 @@ from crevnet.data.generator import (
     StandardGenerator,
     sequence_rng,
 )
+from crevnet.data.sampler import unit_float
 
 __all__ = ["MovingMNIST"]
 
@@ -84,5 +85,4 @@ class MovingMNIST(Dataset[torch.Tensor]):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Sequence ``index`` as float32 in [0, 1]. Shape: (T, 1, H, W)."""
-        video = torch.from_numpy(self.sequence(index))
-        return (video.to(torch.float32) / 255.0).unsqueeze(1)  # (T, 1, H, W)
+        return unit_float(self.raw(index))  # the training loaders' batches are these items, stacked

@@ -44,6 +44,7 @@ from crevnet.data.clips import ClipInfo, ScanResult, read_frames, scan_clips
 from crevnet.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from crevnet.data.framing import Framing
 from crevnet.data.generator import sequence_rng
+from crevnet.data.sampler import unit_float
 from crevnet.data.testset import STANDARD_BASELINES, TestSet
 from crevnet.errors import DataError
 from crevnet.nn.model import DEFAULT_HORIZON
@@ -418,7 +419,7 @@ class ClipWindows(Dataset[torch.Tensor]):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Item ``index`` as float32 in [0, 1]. Shape: (T, C, H, W)."""
-        return torch.from_numpy(self.read(int(index))).float() / 255.0
+        return unit_float(self.raw(index))  # the training loaders' batches are these items, stacked
 
 
 def spread(n: int, limit: int | None) -> list[int]:

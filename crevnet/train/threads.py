@@ -76,8 +76,7 @@ class ThreadTuner:
         self.confirm_seconds = confirm_seconds
         self._clock = clock
         self.chosen = self.candidates[-1]
-        self._wait = reprobe_seconds  # wall time from the last probe to the next one
-        self._confirming = False  # the running probe checks the one before it
+        self._confirming = False  # the running (or next) probe checks the one before it
         self.history: list[dict[str, Any]] = []  # one entry per finished probe
         self._start_probe()
 
@@ -103,7 +102,6 @@ class ThreadTuner:
         self._probing = False
         self.history.append({"medians": dict(self._medians), "chosen": best, "confirms": self._confirming})
         self._confirming = changed and not self._confirming  # the next probe, if it comes early, checks this
-        self._wait = self.confirm_seconds if self._confirming else self.reprobe_seconds
 
     @property
     def threads(self) -> int:
@@ -132,7 +130,8 @@ class ThreadTuner:
             len(self._recent) == self.probe_steps
             and statistics.median(self._recent) > self.slowdown * self._baseline
         )
-        if slow or self._clock() - self._probed_at > self._wait:
+        wait = self.confirm_seconds if self._confirming else self.reprobe_seconds
+        if slow or self._clock() - self._probed_at > wait:
             self._start_probe()
         return self.threads
 
