@@ -23,6 +23,14 @@ Usage (the lead runs it alone, on an idle machine)::
     python benchmarks/forms.py --config configs/quickstart.yaml --steps 50 --invconv \\
         > benchmarks/results/forms/<machine>/forms.jsonl
 
+With ``--checkpoints`` it trains nothing: for each trained model given (a ``.ckpt`` or a run folder, e.g.
+the 30-minute runs of ``benchmarks/peers.py --set model.net.encoder.coupling=FORM``) and each of
+``--dtypes`` it prints one ``forms_trained`` row: the round trips and the log-det spread of the
+checkpoint's encoder on ``--test-batch`` Moving MNIST clips of its frame size, with its ``global_step``
+(no timing; any machine)::
+
+    python benchmarks/forms.py --checkpoints runs/quickstart+coupling=*_seed0 > trained.jsonl
+
 Each row also carries ``config``, ``coupling``, ``mixing``, ``depth``, ``dtype``, ``steps``, ``batch``,
 ``frames``, ``size``, ``threads`` and the fields of ``benchmarks/record.py`` (machine, torch, commit,
 date, load, command).
@@ -163,15 +171,50 @@ def measure(
     row["step_s"] = statistics.median(times[1:]) if len(times) > 1 else (times[0] if times else None)
     model.eval()
     row["round_trip_trained"] = list(round_trip_errors(model.encoder, x, generator=gen))
-    with torch.no_grad():
-        log_det = model.encoder.log_abs_det_jacobian(x).double()
-    row.update(
-        log_det_mean=log_det.mean().item(),
-        log_det_std=log_det.std().item() if len(log_det) > 1 else 0.0,
-        log_det_min=log_det.min().item(),
-        log_det_max=log_det.max().item(),
-    )
+    row.update(log_det_spread(model.encoder, x))
     return row
+
+
+def log_det_spread(encoder: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        log_det = encoder.log_abs_det_jacobian(x).double()
+    return {
+        "log_det_mean": log_det.mean().item(),
+        "log_det_std": log_det.std().item() if len(log_det) > 1 else 0.0,
+        "log_det_min": log_det.min().item(),
+        "log_det_max": log_det.max().item(),
+    }
+
+
+def measure_checkpoint(args: argparse.Namespace, path: str, dtype_name: str) -> dict[str, Any]:
+    """Round trips and log-det spread of a trained checkpoint's encoder (no training, no timing)."""
+    from crevnet.models.checkpoint import load_model
+
+    loaded = load_model(path)
+    model = loaded.model.to(DTYPES[dtype_name])
+    height, width = loaded.meta.frame_size
+    if height != width:
+        raise ValueError(f"{path}: frames {height}x{width}; --checkpoints measures square frames only")
+    frames = max(loaded.config.window, 2)
+    test = videos(args.digits, args.test_batch, frames, height, args.seed + 1).to(DTYPES[dtype_name])
+    x = encoder_input(model, test)
+    enc = loaded.config.encoder
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "experiment": "forms_trained",
+        "checkpoint": str(loaded.meta.path),
+        "coupling": enc.coupling,
+        "mixing": enc.mixing,
+        "stages": list(enc.stages),
+        "dtype": dtype_name,
+        "global_step": loaded.meta.global_step,
+        "train_seconds": loaded.meta.train_seconds,
+        "size": height,
+        "params": sum(p.numel() for p in model.encoder.parameters()),
+        "params_model": sum(p.numel() for p in model.parameters()),
+        "round_trip_trained": list(round_trip_errors(model.encoder, x, generator=gen)),
+        **log_det_spread(model.encoder, x),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digits", choices=("mnist", "synthetic"), default="mnist")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=None, help="trained models to measure instead (.ckpt, run folder)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.checkpoints:
+        sitting = record.start(__file__, argv)
+        for path in args.checkpoints:
+            for dtype_name in args.dtypes:
+                row = measure_checkpoint(args, path, dtype_name)
+                print(json.dumps(sitting.stamp({**row, "threads": torch.get_num_threads()})), flush=True)
+                sitting = sitting.again()
+        return 0
     mixings = ["fixed", "invconv"] if args.invconv else ["fixed"]
     sitting = record.start(__file__, argv)
     for mixing in mixings:

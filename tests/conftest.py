@@ -45,11 +45,11 @@ def _tiny_net():
 TINY_CONTEXT = 3  # the context the tiny checkpoint is trained with
 
 
-def fit_tiny_checkpoint(path: Path, frames: int = 6, size: int = 16) -> torch.nn.Module:
+def fit_tiny_checkpoint(path: Path, frames: int = 6, size: int = 16, net=None) -> torch.nn.Module:
     """Two optimizer steps of the real LightningModule and Trainer, saved as ``crevnet fit`` saves.
 
     Building the checkpoint through Lightning (not by hand) keeps the tests on the real file format.
-    Returns the trained ``CrevNetModule``.
+    ``net`` replaces the tiny config. Returns the trained ``CrevNetModule``.
     """
     import lightning as L
     from torch.utils.data import DataLoader
@@ -57,7 +57,7 @@ def fit_tiny_checkpoint(path: Path, frames: int = 6, size: int = 16) -> torch.nn
     from crevnet.train.module import CrevNetModule
 
     torch.manual_seed(0)
-    module = CrevNetModule(net=_tiny_net(), context=TINY_CONTEXT, lr=1e-2)
+    module = CrevNetModule(net=net or _tiny_net(), context=TINY_CONTEXT, lr=1e-2)
     videos = torch.rand(4, frames, 1, size, size, generator=torch.Generator().manual_seed(1))
     trainer = L.Trainer(
         max_steps=2,

@@ -437,6 +437,42 @@ def test_inference_compiled_backend_exports_whole_graphs(tiny_config, capsys, mo
     assert len(compiled) == 3 and all(isinstance(m, torch.nn.Module) for m in compiled)
 
 
+def test_forms_measures_trained_checkpoints_without_training(tmp_path, capsys, tiny_net, fit_tiny):
+    import dataclasses
+
+    from crevnet.models.checkpoint import load_model
+
+    bench = _load("forms")
+    paths = []
+    for coupling in ("irevnet", "affine"):
+        net = dataclasses.replace(tiny_net, encoder=dataclasses.replace(tiny_net.encoder, coupling=coupling))
+        paths.append(tmp_path / f"{coupling}.ckpt")
+        fit_tiny(paths[-1], net=net)
+    argv = ["--checkpoints", *map(str, paths), "--digits", "synthetic", "--test-batch", "2", "--threads", "1"]
+    assert bench.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["coupling"], r["dtype"]) for r in rows] == [
+        ("irevnet", "float32"),
+        ("irevnet", "float64"),
+        ("affine", "float32"),
+        ("affine", "float64"),
+    ]
+    for row in rows:
+        assert row["experiment"] == "forms_trained" and row["global_step"] == 2 and row["size"] == 16
+        assert "step_s" not in row and row["command"] and row["machine"]
+    # the float64 round trips, against the loaded encoder's inverse computed here
+    for row in rows[1::2]:
+        model = load_model(row["checkpoint"]).model.double()
+        x = bench.encoder_input(model, bench.videos("synthetic", 2, 2, 16, 1).double())
+        with torch.no_grad():
+            expected = (model.encoder.inverse(model.encoder(x)) - x).abs().max().item()
+            log_det = model.encoder.log_abs_det_jacobian(x)
+        assert row["round_trip_trained"][0] == pytest.approx(expected, abs=1e-15) and expected < 1e-12
+        assert row["log_det_mean"] == pytest.approx(log_det.double().mean().item(), rel=1e-9, abs=1e-12)
+    assert rows[1]["log_det_std"] == 0.0 and rows[1]["log_det_mean"] == 0.0  # i-RevNet: volume-preserving
+    assert rows[3]["log_det_std"] > 0.0  # the affine form's scale depends on the input
+
+
 def test_forms_prints_one_row_per_form_depth_and_dtype(tmp_path, capsys):
     bench = _load("forms")
     config = tmp_path / "tiny2d.yaml"
