@@ -19,6 +19,12 @@ Runs, one after the other in fresh processes on the same machine:
 
 and prints ONE JSON row (through ``benchmarks/record.py``: machine, commit, load, command) with both
 rates and ``ratio = fit_samples_per_s / step_samples_per_s`` (``ratio_vs_mean`` against the mean).
+
+The ratio compares two processes minutes apart, so a VM's drift enters it. The fit's own clock does not:
+``AdaptiveThreads`` adds up the time inside the fit's steps (kept in ``last.ckpt``), and the row splits
+the ratio into ``fit_in_steps_share`` (the fit's seconds spent inside steps: what the loop costs around
+them is the rest) and ``fit_step_vs_bench`` (the fit's own steps, ``fit_step_samples_per_s``, against the
+benchmark's): ``ratio ≈ fit_in_steps_share × fit_step_vs_bench``. Absent without that callback.
 Arguments after ``--`` go to ``crevnet fit`` (e.g. ``-- --data.prefetch_batches 0`` to compare).
 
 Example (the issue's measurement: 3 minutes, the quickstart)::
@@ -122,7 +128,15 @@ def run_fit(config_path: Path, seconds: float, root: Path, fit_args: list[str]) 
     batch = (ckpt.get("datamodule_hyper_parameters") or {}).get("batch_size")
     if not seconds_fit or not batch:
         raise SystemExit(f"fit_ratio: {last[-1]} holds no train_seconds or data batch_size")
-    return {"steps": steps, "batch": int(batch), "seconds": seconds_fit, "threads": threads}
+    clock = (ckpt.get("callbacks") or {}).get("AdaptiveThreads") or {}  # its in-step sums; None without it
+    return {
+        "steps": steps,
+        "batch": int(batch),
+        "seconds": seconds_fit,
+        "threads": threads,
+        "step_seconds": clock.get("step_seconds"),
+        "steps_timed": clock.get("steps_timed"),
+    }
 
 
 def run_step(config: Path, frames: int, steps: int, root: Path) -> dict[str, Any]:
@@ -195,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(fit_rate / step_rate, 3),
         "ratio_vs_mean": round(fit_rate / step_mean, 3),
     }
+    if fit["step_seconds"] and fit["steps_timed"]:  # the fit's own clock: no second process compared
+        in_steps = fit["steps_timed"] * fit["batch"] / fit["step_seconds"]
+        row.update(
+            fit_step_seconds=round(fit["step_seconds"], 2),
+            fit_steps_timed=fit["steps_timed"],
+            fit_in_steps_share=round(fit["step_seconds"] / fit["seconds"], 3),
+            fit_step_samples_per_s=round(in_steps, 2),
+            fit_step_vs_bench=round(in_steps / step_rate, 3),
+        )
     print(json.dumps(sitting.stamp(row)))
     return 0
 

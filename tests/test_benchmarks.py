@@ -538,8 +538,15 @@ def test_fit_ratio_prints_both_rates_and_their_ratio(mnist_dir, capsys, monkeypa
     monkeypatch.setenv("CREVNET_DATA_DIR", str(mnist_dir))
     bench = _load("fit_ratio")
     smoke = BENCH.parent / "configs" / "smoke.yaml"
-    assert bench.main(["--config", str(smoke), "--minutes", "0.08", "--step-steps", "2"]) == 0
+    clock = "--trainer.callbacks+=crevnet.train.threads.AdaptiveThreads"  # smoke.yaml has none
+    assert bench.main(["--config", str(smoke), "--minutes", "0.08", "--step-steps", "2", "--", clock]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the fit's own clock: every step timed, inside the fit's seconds, the ratio split in two
+    assert row["fit_steps_timed"] == row["fit_steps"] and 0 < row["fit_in_steps_share"] < 1
+    assert row["fit_step_samples_per_s"] == pytest.approx(
+        row["fit_steps"] * row["fit_batch"] / row["fit_step_seconds"], rel=0.01
+    )
+    assert row["fit_in_steps_share"] * row["fit_step_vs_bench"] == pytest.approx(row["ratio"], rel=0.02)
     assert row["fit_steps"] > 0 and row["fit_batch"] == row["step_batch"] == 4
     assert row["fit_samples_per_s"] > 0 and row["step_samples_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["fit_samples_per_s"] / row["step_samples_per_s"], rel=0.01)

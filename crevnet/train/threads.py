@@ -148,7 +148,13 @@ class AdaptiveThreads(L.Callback):
         confirm_seconds: wall time before a probe checks one that changed the count.
 
     The chosen count is logged as ``train/threads``. With a largest count of 1 (one usable core, or
-    ``--torch_threads 1``) it does nothing.
+    ``--torch_threads 1``) it changes nothing.
+
+    Whatever the count, it adds up the wall time inside training steps as it times them (batch start to
+    batch end: forward, backward and optimizer; not the data, validation or what runs between steps):
+    ``step_seconds`` over ``steps_timed`` steps, kept in the checkpoint (a resumed fit goes on adding),
+    so a fit's time splits into its steps and the rest without comparing two processes
+    (``benchmarks/fit_ratio.py``).
     """
 
     def __init__(
@@ -169,6 +175,8 @@ class AdaptiveThreads(L.Callback):
         self.confirm_seconds = confirm_seconds
         self.tuner: ThreadTuner | None = None
         self._t0: float | None = None
+        self.step_seconds = 0.0
+        self.steps_timed = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         top = min(self.max_threads or torch.get_num_threads(), usable_cores())
@@ -186,13 +194,25 @@ class AdaptiveThreads(L.Callback):
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if self.tuner is None or self._t0 is None:
+        if self._t0 is None:
+            return
+        seconds = time.perf_counter() - self._t0
+        self.step_seconds += seconds
+        self.steps_timed += 1
+        if self.tuner is None:
             return
         used = self.tuner.threads
-        threads = self.tuner.step_done(time.perf_counter() - self._t0)
+        threads = self.tuner.step_done(seconds)
         pl_module.log("train/threads", float(used), on_step=True, on_epoch=False)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_seconds": self.step_seconds, "steps_timed": self.steps_timed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.step_seconds = float(state_dict.get("step_seconds", 0.0))
+        self.steps_timed = int(state_dict.get("steps_timed", 0))
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # validation steps are not timed; use the current best count

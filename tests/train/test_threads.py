@@ -135,5 +135,21 @@ def test_callback_does_nothing_when_the_run_allows_one_thread(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_callback_adds_up_the_time_inside_steps_and_keeps_it_in_the_checkpoint(monkeypatch):
+    monkeypatch.setattr("crevnet.train.threads.usable_cores", lambda: 1)  # no tuner: it still counts
+    clock = iter([10.0, 10.25, 11.0, 11.5, 20.0, 20.125])
+    monkeypatch.setattr("crevnet.train.threads.time.perf_counter", lambda: next(clock))
+    cb = AdaptiveThreads()
+    cb.on_fit_start(None, None)
+    assert cb.tuner is None
+    for _ in range(3):
+        cb.on_train_batch_start(None, None)
+        cb.on_train_batch_end(None, None)
+    assert cb.steps_timed == 3 and cb.step_seconds == pytest.approx(0.25 + 0.5 + 0.125)
+    resumed = AdaptiveThreads()
+    resumed.load_state_dict(cb.state_dict())  # what Lightning does with the checkpoint's callbacks
+    assert (resumed.step_seconds, resumed.steps_timed) == (cb.step_seconds, 3)
+
+
 def test_usable_cores_is_positive():
     assert usable_cores() >= 1
