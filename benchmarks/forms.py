@@ -23,13 +23,13 @@ Usage (the lead runs it alone, on an idle machine)::
     python benchmarks/forms.py --config configs/quickstart.yaml --steps 50 --invconv \\
         > benchmarks/results/forms/<machine>/forms.jsonl
 
-With ``--checkpoints`` it trains nothing: for each trained model given (a ``.ckpt`` or a run folder, e.g.
+With ``--checkpoints`` it trains nothing: for each trained model given (a ``.ckpt``, e.g. ``last.ckpt`` of
 the 30-minute runs of ``benchmarks/peers.py --set model.net.encoder.coupling=FORM``) and each of
 ``--dtypes`` it prints one ``forms_trained`` row: the round trips and the log-det spread of the
 checkpoint's encoder on ``--test-batch`` Moving MNIST clips of its frame size, with its ``global_step``
 (no timing; any machine)::
 
-    python benchmarks/forms.py --checkpoints runs/quickstart+coupling=*_seed0 > trained.jsonl
+    python benchmarks/forms.py --checkpoints runs/quickstart+coupling=*_seed0/checkpoints/last.ckpt
 
 Each row also carries ``config``, ``coupling``, ``mixing``, ``depth``, ``dtype``, ``steps``, ``batch``,
 ``frames``, ``size``, ``threads`` and the fields of ``benchmarks/record.py`` (machine, torch, commit,
@@ -233,27 +233,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--checkpoints", nargs="+", default=None, help="trained models to measure instead (.ckpt, run folder)"
+        "--checkpoints", nargs="+", default=None, help="trained models to measure instead (.ckpt files)"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.checkpoints:
-        sitting = record.start(__file__, argv)
-        for path in args.checkpoints:
-            for dtype_name in args.dtypes:
-                row = measure_checkpoint(args, path, dtype_name)
-                print(json.dumps(sitting.stamp({**row, "threads": torch.get_num_threads()})), flush=True)
-                sitting = sitting.again()
-        return 0
-    mixings = ["fixed", "invconv"] if args.invconv else ["fixed"]
+    if args.checkpoints:  # trained models: no training, no timing
+        rows = (measure_checkpoint(args, path, d) for path in args.checkpoints for d in args.dtypes)
+    else:
+        mixings = ["fixed", "invconv"] if args.invconv else ["fixed"]
+        rows = (
+            measure(args, coupling, mixing, depth, d)
+            for mixing in mixings
+            for coupling in args.forms
+            for depth in args.depths
+            for d in args.dtypes
+        )
     sitting = record.start(__file__, argv)
-    for mixing in mixings:
-        for coupling in args.forms:
-            for depth in args.depths:
-                for dtype_name in args.dtypes:
-                    row = measure(args, coupling, mixing, depth, dtype_name)
-                    print(json.dumps(sitting.stamp({**row, "threads": torch.get_num_threads()})), flush=True)
-                    sitting = sitting.again()
+    for row in rows:  # measured one at a time: each row's record fields (load, date) are its own
+        print(json.dumps(sitting.stamp({**row, "threads": torch.get_num_threads()})), flush=True)
+        sitting = sitting.again()
     return 0
 
 

@@ -257,7 +257,7 @@ print(f"round trips in float64: {check.inverse_error:.1e} and {check.forward_err
         "md",
         """\
 The measured table's headline (`docs/results/reversible-forms.md`): after 30 minutes of training, every
-form's quickstart encoder still inverts to float32 rounding (≤ 6e-7; float64 ≤ 1.1e-15), and the
+form's quickstart encoder still inverts to float32 rounding (≤ 9.5e-7; float64 ≤ 3.6e-15), and the
 volume-preserving forms report `log|det J| = 0` for every frame. With the quickstart recipe at 30 CPU-minutes
 (two seeds per form, one 2-core AMD EPYC), `affine` scored best on both MSE and SSIM (0.520 × zeros and
 SSIM 0.744, against `irevnet`'s 0.534 and 0.720), with 12% fewer steps.""",
